@@ -1,0 +1,105 @@
+"""The one ``faust.App`` of phoenix-stream; everything imports it from here.
+
+Run a worker with ``phoenix-stream worker`` (the same as
+``faust -A phoenix_stream.app worker``). Configuration comes only from ``Settings``
+(``PHOENIX_*`` variables): the app is built with ``env={}`` so that Faust's own
+variables such as ``BROKER_URL`` cannot override it behind our back.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from mode import ServiceT
+
+from phoenix_stream.records import DeadLetter, Prediction
+from phoenix_stream.runtime import Runtime
+from phoenix_stream.settings import Settings
+from phoenix_stream.transport import ShortFetchTransport
+
+# Modules that register agents, tables and web views. Listed, not autodiscovered:
+# Faust's scan turns an import error into a logged warning and finds nothing.
+AGENT_MODULES = {
+    "inference": "phoenix_stream.agents.inference",
+    "sink": "phoenix_stream.agents.sink",
+}
+COMPONENT_MODULES = (
+    "phoenix_stream.web.predict",
+    "phoenix_stream.web.health",
+    "phoenix_stream.web.models",
+    "phoenix_stream.commands",
+)
+
+
+class PhoenixApp(faust.App):  # type: ignore[misc]
+    """``faust.App`` with the short-fetch transport and the runtime started first."""
+
+    runtime: Runtime
+    settings: Settings
+
+    def _new_transport(self) -> Any:
+        transport = ShortFetchTransport(self.conf.broker_consumer, self)
+        transport.fetch_max_wait_ms = self.settings.fetch_max_wait_ms
+        return transport
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        # The runtime (Redis client, models) must be up before agents take events.
+        return [self.runtime, *super().on_init_dependencies()]
+
+
+def create_app(settings: Settings) -> PhoenixApp:
+    """Build the Faust app for ``settings`` (no connection is opened here)."""
+    app = PhoenixApp(
+        settings.app_id,
+        env={},
+        broker=settings.kafka_url,
+        autodiscover=False,
+        store="memory://",
+        datadir=str(settings.state_dir / "faust"),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        # Tansu profile (DESIGN.md section 6): a short session so a worker joins in
+        # seconds, earliest offsets, no standbys, no waiting for empty streams.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_max_batch_size=1_048_576,
+        producer_max_request_size=4 * 1_048_576,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_in_thread=False,
+    )
+    app.settings = settings
+    app.runtime = Runtime(settings, app)
+    return app
+
+
+settings = Settings.from_env()
+app = create_app(settings)
+
+requests_topic = app.topic(
+    settings.topic("requests"), key_serializer="raw", value_serializer="raw",
+    partitions=settings.topic_partitions)
+predictions_topic = app.topic(
+    settings.topic("predictions"), key_type=str, value_type=Prediction,
+    partitions=settings.topic_partitions)
+shadow_predictions_topic = app.topic(
+    settings.topic("shadow-predictions"), key_type=str, value_type=Prediction,
+    partitions=settings.topic_partitions)
+dead_letters_topic = app.topic(
+    settings.topic("dead-letters"), key_serializer="raw", value_type=DeadLetter,
+    partitions=settings.topic_partitions)
+
+for _module in (*(AGENT_MODULES[name] for name in settings.agents), *COMPONENT_MODULES):
+    importlib.import_module(_module)

@@ -1,0 +1,114 @@
+"""End-to-end latency at a steady rate: produce with ``sent_at``, time the predictions.
+
+A consumer on the predictions topic (10 ms fetch wait) is positioned before traffic
+starts; requests are then produced one per record at ``rate`` requests/s, each stamped
+with ``sent_at = time.time()`` just before its send. Latency is the prediction's arrival
+in this process minus its ``sent_at``; the first ``warmup_s`` of traffic is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from phoenix_stream.bench.kafka_io import bootstrap, partitions_of
+from phoenix_stream.bench.stats import percentile
+
+__all__ = ["LatencyResult", "measure_latency"]
+
+
+@dataclass
+class LatencyResult:
+    """Latencies (ms) of the predictions counted, and how many were produced and seen."""
+
+    produced: int = 0
+    received: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    rate_rps: float = 0.0  # the rate actually produced
+
+    def p(self, q: float) -> float:
+        """Latency percentile q (0..100), ms."""
+        return percentile(self.latencies_ms, q)
+
+
+async def _collect(
+    consumer: AIOKafkaConsumer,
+    ids: set[str],
+    result: LatencyResult,
+    counted_from: list[float],
+    done: asyncio.Event,
+) -> None:
+    while not done.is_set():
+        batches = await consumer.getmany(timeout_ms=50, max_records=5000)
+        now = time.time()
+        for messages in batches.values():
+            for message in messages:
+                data = orjson.loads(message.value or b"null")
+                if not isinstance(data, dict) or data.get("request_id") not in ids:
+                    continue
+                result.received += 1
+                sent_at = data.get("sent_at")
+                if isinstance(sent_at, float) and sent_at >= counted_from[0]:
+                    result.latencies_ms.append((now - sent_at) * 1000.0)
+
+
+async def measure_latency(
+    kafka_url: str,
+    in_topic: str,
+    out_topic: str,
+    requests: Sequence[dict[str, Any]],
+    *,
+    rate: float,
+    warmup_s: float = 1.0,
+    drain_timeout_s: float = 10.0,
+) -> LatencyResult:
+    """Produce ``requests`` to ``in_topic`` at ``rate``/s and time them on ``out_topic``."""
+    result = LatencyResult()
+    ids = {str(r["request_id"]) for r in requests}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False, fetch_max_wait_ms=10
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(kafka_url), linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    done = asyncio.Event()
+    counted_from = [float("inf")]  # set once traffic starts
+    collector: asyncio.Task[None] | None = None
+    try:
+        tps = [TopicPartition(out_topic, p) for p in await partitions_of(consumer, out_topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        collector = asyncio.create_task(_collect(consumer, ids, result, counted_from, done))
+        started = time.time()
+        counted_from[0] = started + warmup_s
+        while result.produced < len(requests):
+            due = min(len(requests), int((time.time() - started) * rate) + 1)
+            while result.produced < due:
+                request = dict(requests[result.produced])
+                request["sent_at"] = time.time()
+                await producer.send(
+                    in_topic, value=orjson.dumps(request), key=str(request["entity_id"]).encode()
+                )
+                result.produced += 1
+            await asyncio.sleep(0.002)
+        result.rate_rps = result.produced / max(time.time() - started, 1e-9)
+        await producer.flush()
+        deadline = time.monotonic() + drain_timeout_s
+        # Whatever has not arrived by the deadline is reported as received < produced.
+        while result.received < result.produced and time.monotonic() < deadline:
+            if collector.done():
+                break  # it failed: awaiting it below raises the error
+            await asyncio.sleep(0.05)
+    finally:
+        done.set()
+        if collector is not None:
+            await collector
+        await producer.stop()
+        await consumer.stop()
+    return result

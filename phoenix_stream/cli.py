@@ -1,0 +1,35 @@
+"""The ``phoenix-stream`` console script: Faust's CLI for our app, plus our commands.
+
+``phoenix-stream worker`` is ``faust -A phoenix_stream.app worker`` with two defaults
+changed: the uvloop event loop, and ``--loglevel info`` (at Faust's default ``warn``
+its spinner sets the root logger to DEBUG and every debug call builds a record).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def worker_argv(argv: Sequence[str]) -> list[str]:
+    """Faust CLI arguments with our defaults added where the user gave none."""
+    args = list(argv)
+    if not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in args):
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:  # pragma: no cover - uvloop has no Windows wheel
+            pass
+        else:
+            args[:0] = ["--loop", "uvloop"]
+    if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
+        args[:0] = ["--loglevel", "info"]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``phoenix-stream`` console script."""
+    from phoenix_stream.app import app  # settings are read here, not at import of cli
+
+    args = worker_argv(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0], *args]
+    app.main()

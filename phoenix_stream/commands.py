@@ -1,0 +1,135 @@
+"""The project's own CLI commands, added to Faust's (``phoenix-stream --help``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from faust.cli import AppCommand, argument, option
+
+from phoenix_stream.app import app, settings
+from phoenix_stream.exceptions import PhoenixError
+from phoenix_stream.services import (
+    SERVICE_NAMES,
+    service_status,
+    start_services,
+    stop_services,
+)
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    raise SystemExit(1)
+
+
+@app.command(
+    argument("action", type=click.Choice(["up", "down", "status"])),
+    argument("names", nargs=-1, type=click.Choice(list(SERVICE_NAMES))),
+)
+async def services(self: AppCommand, action: str, names: tuple[str, ...]) -> None:
+    """Start, stop or show the embedded broker, Redis and PostgreSQL."""
+    chosen = list(names) or list(SERVICE_NAMES)
+    state_dir = settings.state_dir
+    try:
+        if action == "up":
+            start_services(state_dir, chosen)
+        elif action == "down":
+            stop_services(state_dir, chosen)
+    except PhoenixError as exc:
+        _fail(exc)
+    for status in service_status(state_dir).values():
+        state = "running" if status.running else "stopped"
+        pid = status.pid if status.pid is not None else "-"
+        click.echo(f"{status.name:<9} {state:<8} pid {pid!s:<8} {status.url}")
+
+
+@app.command(
+    option("--models-dir", type=click.Path(path_type=Path), default=None,
+           help="Registry folder (default PHOENIX_MODELS_DIR)."),
+    option("--force/--no-force", default=False, help="Retrain even if models exist."),
+)
+async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
+    """Train the demo models (champion and challenger) into the registry."""
+    from phoenix_stream.training import ensure_demo_models, train_demo_models
+
+    target = models_dir or settings.models_dir
+    if force:
+        paths = await asyncio.to_thread(train_demo_models, target)
+        click.echo(f"trained {len(paths)} model versions into {target}")
+    else:
+        trained = await asyncio.to_thread(ensure_demo_models, target)
+        click.echo(f"{'trained' if trained else 'already present'}: demo models in {target}")
+
+
+@app.command(
+    option("--entities", type=int, default=100_000, show_default=True,
+           help="How many entities to seed."),
+)
+async def seed(self: AppCommand, entities: int) -> None:
+    """Write the demo customer profiles into the Redis feature store."""
+    from phoenix_stream.seeding import seed_feature_store
+
+    count = await seed_feature_store(settings.redis_url, entities)
+    click.echo(f"seeded {count} entities into {settings.redis_url}")
+
+
+@app.command(
+    option("--rate", type=float, default=200.0, show_default=True,
+           help="Requests per second."),
+    option("--duration", type=float, default=10.0, show_default=True, help="Seconds."),
+    option("--entities", type=int, default=100_000, show_default=True,
+           help="Entity ids are drawn from the first N seeded ones."),
+    option("--malformed", type=float, default=0.0, show_default=True,
+           help="Share of malformed records (0..1), to show dead letters."),
+    option("--unknown-entities", type=float, default=0.0, show_default=True,
+           help="Share of requests for entities that were never seeded."),
+    option("--batch", type=int, default=1, show_default=True,
+           help="Requests per Kafka record (1 = single-request records)."),
+    option("--seed", "random_seed", type=int, default=1, show_default=True),
+)
+async def simulate(self: AppCommand, rate: float, duration: float, entities: int,
+                   malformed: float, unknown_entities: float, batch: int,
+                   random_seed: int) -> None:
+    """Produce realistic requests to the requests topic at a steady rate."""
+    from phoenix_stream.simulator import SimulationConfig, run_simulation
+
+    config = SimulationConfig(rate=rate, duration_s=duration, entities=entities,
+                              malformed_share=malformed, unknown_share=unknown_entities,
+                              batch=batch, seed=random_seed)
+    report = await run_simulation(settings, config)
+    click.echo(json.dumps(report.as_dict(), indent=2))
+
+
+@app.command(
+    option("--duration", type=float, default=30.0, show_default=True,
+           help="Seconds of simulated traffic."),
+    option("--rate", type=float, default=300.0, show_default=True,
+           help="Requests per second."),
+    option("--entities", type=int, default=100_000, show_default=True),
+)
+async def demo(self: AppCommand, duration: float, rate: float, entities: int) -> None:
+    """Start everything, stream requests for a while, show progress and a summary."""
+    from phoenix_stream.demo import DemoConfig, run_demo
+
+    code = await run_demo(settings, DemoConfig(duration_s=duration, rate=rate,
+                                               entities=entities))
+    sys.exit(code)
+
+
+@app.command(
+    option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+           help="Write the figures to this JSON file."),
+    option("--requests", "n_requests", type=int, default=60_000, show_default=True,
+           help="Requests per throughput phase."),
+)
+async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> None:
+    """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""
+    from phoenix_stream.bench.runner import BenchConfig, run_bench
+
+    result: dict[str, Any] = await run_bench(settings, BenchConfig(requests=n_requests))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,73 @@
+"""The worker's resources, opened once with the app and closed with it.
+
+``Runtime`` is a ``mode.Service`` started before Faust's consumer and agents (see
+``PhoenixApp.on_init_dependencies``), so an agent never sees a half-opened store. It
+owns the feature store (Redis), the prediction sink (PostgreSQL), the model registry
+and the objects built on them that the agents and views share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from mode import Service
+
+from phoenix_stream.emitter import BatchEmitter
+from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.features import FeatureStore
+from phoenix_stream.inference import Predictor
+from phoenix_stream.pipeline import RequestPipeline, Topics
+from phoenix_stream.registry import ModelRegistry
+from phoenix_stream.router import Deployment
+from phoenix_stream.serving import Deployments, ServingModels
+from phoenix_stream.settings import Settings
+from phoenix_stream.sink import PredictionSink
+from phoenix_stream.transport import kafka_producer
+
+log = logging.getLogger(__name__)
+
+
+class Runtime(Service):
+    """Feature store, sink, models, predictor and pipeline of one worker."""
+
+    def __init__(self, settings: Settings, app: faust.App, **kwargs: Any) -> None:
+        self.settings = settings
+        self.app = app
+        self.features = FeatureStore(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        self.sink = PredictionSink(settings.postgres_dsn)
+        self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
+        self.models = ServingModels(self.registry)
+        self.deployments = Deployments(Deployment.from_settings(settings), self.registry)
+        self.predictor = Predictor(
+            self.models, self.features, self.deployments.get,
+            feature_max_age_s=settings.feature_max_age_s,
+            unknown_entity_policy=settings.unknown_entity_policy,
+            redis_down_policy=settings.redis_down_policy,
+        )
+        self.emitter = BatchEmitter(lambda: kafka_producer(app),
+                                    is_stopping=lambda: bool(self.should_stop))
+        self.topics = Topics(settings.topic("predictions"), settings.topic("shadow-predictions"),
+                             settings.topic("dead-letters"))
+        self.pipeline = RequestPipeline(
+            self.predictor, self.emitter, self.topics,
+            default_model=lambda: settings.default_model,
+            max_record_bytes=settings.max_record_bytes,
+            max_batch_requests=settings.max_batch_requests,
+        )
+        super().__init__(**kwargs)
+
+    def on_init_dependencies(self) -> list[Service]:
+        """Redis client and PostgreSQL pool open with the runtime (neither blocks on an outage)."""
+        return [self.features, self.sink]
+
+    async def on_start(self) -> None:
+        """Load the served model versions now, so the first request does not pay for it."""
+        default = Deployment.from_settings(self.settings)
+        for version in filter(None, (default.champion, default.challenger)):
+            try:
+                await asyncio.to_thread(self.models.get, default.model, version)
+            except ModelLoadError as exc:  # keep serving what loads; /ready reports the rest
+                log.error("could not load %s version %s: %s", default.model, version, exc)

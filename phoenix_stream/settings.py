@@ -1,0 +1,218 @@
+"""Settings: one frozen object built from ``PHOENIX_*`` environment variables.
+
+Every environment variable the project reads is named in ``ENV`` below and nowhere else.
+A wrong value fails at start with the variable's name. Faust's own variables
+(``BROKER_URL``, ``WEB_PORT``, ...) are ignored on purpose: the app is built with
+``env={}`` so that nothing but this module decides its configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from phoenix_stream.exceptions import ConfigError
+
+Strategy = Literal["single", "ab", "canary", "shadow"]
+EntityPolicy = Literal["defaults", "dead-letter"]
+STRATEGIES: tuple[Strategy, ...] = ("single", "ab", "canary", "shadow")
+ENTITY_POLICIES: tuple[EntityPolicy, ...] = ("defaults", "dead-letter")
+AGENTS: tuple[str, ...] = ("inference", "sink")
+
+# Field name -> environment variable. The only place variable names are spelled.
+ENV: dict[str, str] = {
+    "kafka_url": "PHOENIX_KAFKA_URL",
+    "redis_url": "PHOENIX_REDIS_URL",
+    "postgres_dsn": "PHOENIX_POSTGRES_DSN",
+    "state_dir": "PHOENIX_STATE_DIR",
+    "models_dir": "PHOENIX_MODELS_DIR",
+    "app_id": "PHOENIX_APP_ID",
+    "topic_prefix": "PHOENIX_TOPIC_PREFIX",
+    "topic_partitions": "PHOENIX_TOPIC_PARTITIONS",
+    "default_model": "PHOENIX_DEFAULT_MODEL",
+    "champion_version": "PHOENIX_CHAMPION_VERSION",
+    "challenger_version": "PHOENIX_CHALLENGER_VERSION",
+    "strategy": "PHOENIX_STRATEGY",
+    "challenger_share": "PHOENIX_CHALLENGER_SHARE",
+    "unknown_entity_policy": "PHOENIX_UNKNOWN_ENTITY_POLICY",
+    "redis_down_policy": "PHOENIX_REDIS_DOWN_POLICY",
+    "feature_max_age_s": "PHOENIX_FEATURE_MAX_AGE_S",
+    "redis_timeout_s": "PHOENIX_REDIS_TIMEOUT_S",
+    "max_batch_requests": "PHOENIX_MAX_BATCH_REQUESTS",
+    "max_record_bytes": "PHOENIX_MAX_RECORD_BYTES",
+    "take_max": "PHOENIX_TAKE_MAX",
+    "take_within_ms": "PHOENIX_TAKE_WITHIN_MS",
+    "fetch_max_wait_ms": "PHOENIX_FETCH_MAX_WAIT_MS",
+    "producer_linger_ms": "PHOENIX_PRODUCER_LINGER_MS",
+    "sink_batch": "PHOENIX_SINK_BATCH",
+    "sink_within_ms": "PHOENIX_SINK_WITHIN_MS",
+    "session_timeout_s": "PHOENIX_SESSION_TIMEOUT_S",
+    "heartbeat_s": "PHOENIX_HEARTBEAT_S",
+    "web_host": "PHOENIX_WEB_HOST",
+    "web_port": "PHOENIX_WEB_PORT",
+    "onnx_threads": "PHOENIX_ONNX_THREADS",
+    "log_level": "PHOENIX_LOG_LEVEL",
+    "agents": "PHOENIX_AGENTS",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of a phoenix-stream process; see ``ENV`` for variables."""
+
+    kafka_url: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/phoenix"
+    state_dir: Path = Path(".phoenix")
+    models_dir: Path = Path("models")
+    app_id: str = "phoenix-stream"
+    topic_prefix: str = "phoenix."
+    topic_partitions: int = 4
+    default_model: str = "credit-risk"
+    champion_version: str = "1"
+    challenger_version: str = "2"  # empty string: no challenger
+    strategy: Strategy = "ab"
+    challenger_share: float = 0.1  # fraction of entities routed to the challenger
+    unknown_entity_policy: EntityPolicy = "defaults"
+    redis_down_policy: EntityPolicy = "defaults"
+    feature_max_age_s: float = 30 * 24 * 3600.0  # older stored features count as stale
+    redis_timeout_s: float = 0.25
+    max_batch_requests: int = 1000  # requests in one batch record or HTTP batch
+    max_record_bytes: int = 1_048_576
+    take_max: int = 500  # events buffered per agent batch
+    take_within_ms: float = 10.0
+    fetch_max_wait_ms: int = 10  # Faust hard-codes 1500 ms; see phoenix_stream.transport
+    producer_linger_ms: float = 5.0
+    sink_batch: int = 2000
+    sink_within_ms: float = 200.0
+    session_timeout_s: float = 6.0  # the embedded broker waits half of it before a join
+    heartbeat_s: float = 1.5
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    onnx_threads: int = 1
+    log_level: str = "info"
+    agents: tuple[str, ...] = AGENTS  # which agents this worker runs (comma-separated)
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a short name such as ``requests``."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def services_file(self) -> Path:
+        """Where ``phoenix-stream services up`` writes the embedded services' addresses."""
+        return self.state_dir / "services.json"
+
+    def __post_init__(self) -> None:
+        _check(self.strategy in STRATEGIES, "strategy", f"one of {', '.join(STRATEGIES)}")
+        for name in ("unknown_entity_policy", "redis_down_policy"):
+            value = getattr(self, name)
+            _check(value in ENTITY_POLICIES, name, f"one of {', '.join(ENTITY_POLICIES)}")
+        _check(0.0 <= self.challenger_share <= 1.0, "challenger_share", "between 0 and 1")
+        for name in ("topic_partitions", "max_batch_requests", "max_record_bytes", "take_max",
+                     "sink_batch", "web_port", "onnx_threads"):
+            _check(getattr(self, name) > 0, name, "a positive integer")
+        for name in ("feature_max_age_s", "redis_timeout_s", "take_within_ms",
+                     "sink_within_ms", "session_timeout_s", "heartbeat_s"):
+            _check(getattr(self, name) > 0, name, "a positive number")
+        _check(bool(self.agents) and set(self.agents) <= set(AGENTS), "agents",
+               f"a comma-separated subset of {','.join(AGENTS)}")
+        _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
+        _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")
+        _check(self.heartbeat_s < self.session_timeout_s, "heartbeat_s",
+               "smaller than PHOENIX_SESSION_TIMEOUT_S")
+        for name, scheme in (("kafka_url", "kafka://"), ("redis_url", "redis://"),
+                             ("postgres_dsn", "postgres")):
+            _check(str(getattr(self, name)).startswith(scheme), name, f"a {scheme}... URL")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``).
+
+        Service addresses not set in the environment come from the embedded services'
+        ``services.json`` under the state directory, when it exists.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = env.get(ENV[field.name])
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(field.name, raw, _CONVERTERS[field.name])
+        state_dir = Path(values.get("state_dir", cls.state_dir))
+        for name, url in _embedded_addresses(state_dir).items():
+            values.setdefault(name, url)
+        try:
+            return cls(**values)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:  # pragma: no cover - guarded by _parse
+            raise ConfigError(str(exc)) from exc
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+def _check(ok: bool, name: str, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{ENV[name]} must be {expected}")
+
+
+T = TypeVar("T")
+
+
+def _parse(name: str, raw: str, convert: Callable[[str], T]) -> T:
+    try:
+        return convert(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{ENV[name]}={raw!r} is invalid: {exc}") from exc
+
+
+def _embedded_addresses(state_dir: Path) -> dict[str, str]:
+    """Addresses of the embedded services, read from ``services.json`` if present."""
+    path = state_dir / "services.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc}); run 'phoenix-stream services up'") from exc
+    services = data.get("services", data) if isinstance(data, dict) else {}
+    found: dict[str, str] = {}
+    for service, field in (("broker", "kafka_url"), ("redis", "redis_url"),
+                           ("postgres", "postgres_dsn")):
+        entry = services.get(service) if isinstance(services, dict) else None
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            found[field] = entry["url"]
+    return found
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+def _literal(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    field.name: (
+        Path if field.type in ("Path",)
+        else int if field.type == "int"
+        else float if field.type == "float"
+        else _literal if field.type in ("Strategy", "EntityPolicy")
+        else _names if field.type == "tuple[str, ...]"
+        else _str
+    )
+    for field in fields(Settings)
+}
+assert set(_CONVERTERS) == set(ENV), "every setting needs exactly one environment variable"
+

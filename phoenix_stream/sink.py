@@ -1,0 +1,413 @@
+"""The PostgreSQL prediction sink: batched, idempotent writes that survive outages.
+
+A batch is COPYed (binary) into a per-connection temporary staging table and moved with one
+``INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING`` in the same transaction, so a
+batch lands whole or not at all and a batch written twice (a retry after a lost commit
+acknowledgement, a redelivered Kafka record) adds nothing. ``scripts/bench_sink_write.py``
+measured this against executemany and a single unnest() INSERT; see the module's
+``WRITE_STRATEGY_NOTE``. ``write_until_done`` retries connection failures with exponential
+backoff and jitter until the batch is in, which is what lets the caller commit Kafka offsets
+only after a successful write (DESIGN 4 and 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import numbers
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
+import orjson
+from mode import Service
+
+from phoenix_stream.exceptions import SinkError, ValidationError
+from phoenix_stream.migrations import apply_migrations
+
+__all__ = [
+    "COLUMNS",
+    "PredictionSink",
+    "backoff_delay",
+    "is_transient",
+    "prediction_records",
+]
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "entity_id",
+    "model",
+    "version",
+    "variant",
+    "score",
+    "label",
+    "features",
+    "defaults_used",
+    "degraded",
+    "source",
+    "received_at",
+    "predicted_at",
+    "latency_ms",
+)
+"""Row keys, in the order of the records given to COPY (all required; values may be None,
+except request_id)."""
+
+
+def _bad(index: int, key: str, message: str) -> ValidationError:
+    return ValidationError(f"rows[{index}].{key}", message)
+
+
+def _text(value: Any, index: int, key: str) -> str | None:
+    if type(value) is str and "\x00" not in value:  # PostgreSQL text cannot hold NUL
+        return value
+    if value is None:
+        return None
+    raise _bad(index, key, f"must be a string without NUL, got {value!r}")
+
+
+def _real(value: Any, index: int, key: str) -> float | None:
+    if type(value) is float or value is None:
+        return value
+    # numbers.Real also admits ints and numpy scalars, which the model path produces.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _bad(index, key, f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _label(value: Any, index: int) -> int | None:
+    if type(value) is int or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _bad(index, "label", f"must be an integer, got {value!r}")
+    return int(value)
+
+
+def _features(value: Any, index: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        # jsonb text; orjson writes NaN/inf as null and numpy scalars as numbers.
+        encoded = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError as exc:
+        raise _bad(index, "features", f"must map names to numbers: {exc}") from exc
+    if not encoded.startswith("{"):
+        raise _bad(index, "features", "must be a mapping of name to number")
+    return encoded
+
+
+def _names(value: Any, index: int) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(type(name) is str for name in value):
+        raise _bad(index, "defaults_used", "must be a list of feature names")
+    return list(value)
+
+
+def _flag(value: Any, index: int) -> bool | None:
+    if value is None or value is True or value is False:
+        return value
+    if value not in (True, False):  # admits numpy.bool_ and 0/1
+        raise _bad(index, "degraded", f"must be a boolean, got {value!r}")
+    return bool(value)
+
+
+def _record(row: Mapping[str, Any], index: int) -> tuple[Any, ...]:
+    request_id = row["request_id"]
+    if type(request_id) is not str or not request_id or "\x00" in request_id:
+        raise _bad(index, "request_id", f"must be a non-empty string, got {request_id!r}")
+    return (
+        request_id,
+        _text(row["entity_id"], index, "entity_id"),
+        _text(row["model"], index, "model"),
+        _text(row["version"], index, "version"),
+        _text(row["variant"], index, "variant"),
+        _real(row["score"], index, "score"),
+        _label(row["label"], index),
+        _features(row["features"], index),
+        _names(row["defaults_used"], index),
+        _flag(row["degraded"], index),
+        _text(row["source"], index, "source"),
+        _real(row["received_at"], index, "received_at"),
+        _real(row["predicted_at"], index, "predicted_at"),
+        _real(row["latency_ms"], index, "latency_ms"),
+    )
+
+
+def prediction_records(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Check and convert rows (keys: COLUMNS; times in epoch seconds) into COPY records.
+
+    Raises ValidationError naming ``rows[i].<key>`` for a missing key or a wrong value.
+    """
+    records: list[tuple[Any, ...]] = []
+    for index, row in enumerate(rows):
+        try:
+            records.append(_record(row, index))
+        except KeyError as exc:
+            raise _bad(index, str(exc.args[0]), "is missing") from exc
+    return records
+
+
+_STAGING = "phoenix_predictions_staging"
+# Times arrive as epoch seconds; the staging table keeps them as float8 and the INSERT
+# converts with to_timestamp(), cheaper than building datetime objects in Python.
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
+    request_id text, entity_id text, model text, version text, variant text,
+    score double precision, label integer, features jsonb, defaults_used text[],
+    degraded boolean, source text, received_at double precision,
+    predicted_at double precision, latency_ms double precision
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_FROM_STAGING = """
+INSERT INTO predictions (
+    request_id, entity_id, model, version, variant, score, label, features, defaults_used,
+    degraded, source, received_at, predicted_at, latency_ms
+)
+SELECT request_id, entity_id, model, version, variant, score, label, features, defaults_used,
+       degraded, source, to_timestamp(received_at), to_timestamp(predicted_at), latency_ms
+FROM phoenix_predictions_staging
+ON CONFLICT (request_id) DO NOTHING
+"""
+# Errors after which the same write can succeed later: the server is gone, restarting,
+# shutting down, overloaded, or the connection broke. Anything else (bad data, a schema
+# problem) would fail again, so it is raised at once.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable; TimeoutError is an OSError too
+    asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
+    asyncpg.exceptions.OperatorInterventionError,  # 57: admin shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True if ``exc`` (usually a SinkError's cause) means a retry may succeed."""
+    return isinstance(exc, _TRANSIENT)
+
+
+def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped, jittered.
+
+    Equal jitter: a uniform draw in [d/2, d] for d = min(max_s, min_s * 2**attempt), so
+    workers hit by the same outage spread out yet never retry in a busy loop.
+    """
+    ceiling = min(max_s, min_s * 2.0 ** min(attempt, 32))
+    return rng.uniform(ceiling / 2.0, ceiling)
+
+
+async def _init_connection(conn: Any) -> None:
+    # Per connection, also after a reconnect; the pool's reset on release keeps temp tables.
+    await conn.execute(_CREATE_STAGING)
+
+
+class PredictionSink(Service):
+    """Writes prediction rows to PostgreSQL; backoff bounds in seconds.
+
+    Starts even when PostgreSQL is down: it keeps connecting in the background, and writes
+    fail with SinkError (or wait, in ``write_until_done``) until it is reachable.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        min_backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
+        *,
+        pool_size: int = 2,
+        connect_timeout_s: float = 2.0,
+        command_timeout_s: float = 15.0,
+        server_settings: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not 0 < min_backoff_s <= max_backoff_s:
+            raise ValueError(
+                f"need 0 < min_backoff_s <= max_backoff_s, got {min_backoff_s}, {max_backoff_s}"
+            )
+        self.dsn = dsn
+        self.min_backoff_s = min_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self.command_timeout_s = command_timeout_s
+        # e.g. {"search_path": "..."} to confine a test or benchmark to its own schema
+        self.server_settings = dict(server_settings or {})
+        self.retries = 0
+        self._pool: Any = None
+        self._open_lock = asyncio.Lock()
+        self._rng = random.Random()  # jitter only, not security
+        super().__init__(**kwargs)
+
+    @property
+    def ready(self) -> bool:
+        """True once the pool is open and migrations are applied."""
+        return self._pool is not None
+
+    async def on_start(self) -> None:
+        """Open the pool and apply migrations; if PostgreSQL is down, retry in the background."""
+        try:
+            await self._open()
+        except SinkError as exc:
+            log.warning("PostgreSQL not ready at start (%s); retrying in the background", exc)
+            self.add_future(self._open_until_ready())
+
+    async def on_stop(self) -> None:
+        """Close the pool (waiting briefly for in-flight writes, then terminating)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout=self.connect_timeout_s)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("Closing the PostgreSQL pool failed (%r); terminating it", exc)
+            pool.terminate()
+
+    async def _open(self) -> Any:
+        """Return the pool, opening it and applying migrations first if needed."""
+        async with self._open_lock:
+            if self._pool is not None:
+                return self._pool
+            pool = None
+            try:
+                pool = await asyncpg.create_pool(
+                    self.dsn,
+                    # No floor: asyncpg would keep reconnecting it in the background during
+                    # an outage (logging each try) and can race pool.close(); the sink's
+                    # writes reconnect on demand anyway.
+                    min_size=0,
+                    max_size=self.pool_size,
+                    timeout=self.connect_timeout_s,
+                    command_timeout=self.command_timeout_s,
+                    init=_init_connection,
+                    server_settings={"application_name": "phoenix-sink", **self.server_settings},
+                )
+                async with pool.acquire(timeout=self.command_timeout_s) as conn:
+                    applied = await apply_migrations(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if pool is not None:
+                    pool.terminate()
+                raise SinkError(f"cannot open PostgreSQL at {_redact(self.dsn)}: {exc!r}") from exc
+            except SinkError:
+                if pool is not None:
+                    pool.terminate()
+                raise
+            if applied:
+                log.info("PostgreSQL schema migrated to %04d", applied[-1])
+            self._pool = pool
+            return pool
+
+    async def _open_until_ready(self) -> None:
+        attempt = 0
+        while not self.should_stop and self._pool is None:
+            await self.sleep(
+                backoff_delay(attempt, self.min_backoff_s, self.max_backoff_s, self._rng)
+            )
+            attempt += 1
+            try:
+                await self._open()
+            except SinkError as exc:
+                log.warning("PostgreSQL still not ready (attempt %d): %s", attempt, exc)
+        if self._pool is not None:
+            log.info("PostgreSQL ready after %d background attempts", attempt)
+
+    async def write(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Write a batch of prediction rows in one transaction; return how many were new.
+
+        Rows already stored (same request_id) are skipped. ValidationError (naming the row
+        and field) before any I/O; SinkError if PostgreSQL fails (the cause is kept).
+        """
+        records = prediction_records(rows)
+        if not records:
+            return 0
+        pool = await self._open()
+        try:
+            async with pool.acquire(timeout=self.command_timeout_s) as conn, conn.transaction():
+                await conn.copy_records_to_table(_STAGING, records=records, columns=COLUMNS)
+                status: str = await conn.execute(_INSERT_FROM_STAGING)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SinkError(f"writing {len(records)} predictions failed: {exc!r}") from exc
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
+
+    async def write_until_done(
+        self, rows: Sequence[Mapping[str, Any]], stop_event: asyncio.Event | None = None
+    ) -> int:
+        """Write like :meth:`write`, retrying transient failures with backoff until it succeeds.
+
+        Returns the rows newly inserted by the successful attempt (an earlier attempt whose
+        acknowledgement was lost may have stored some already: they are skipped, not doubled).
+        Raises SinkError at once for a non-transient failure, and when the service stops or
+        ``stop_event`` is set before the batch is written.
+        """
+        attempt = 0
+        while True:
+            if self.should_stop or (stop_event is not None and stop_event.is_set()):
+                raise SinkError(f"sink is stopping; {len(rows)} predictions were not written")
+            try:
+                return await self.write(rows)
+            except SinkError as exc:
+                if not is_transient(exc.__cause__):
+                    raise
+                delay = backoff_delay(attempt, self.min_backoff_s, self.max_backoff_s, self._rng)
+                attempt += 1
+                self.retries += 1
+                log.warning(
+                    "Writing %d predictions failed (attempt %d): %s; retrying in %.2f s",
+                    len(rows),
+                    attempt,
+                    exc,
+                    delay,
+                )
+                await self._pause(delay, stop_event)
+
+    async def _pause(self, delay: float, stop_event: asyncio.Event | None) -> None:
+        """Sleep ``delay`` seconds, waking early when the service stops or ``stop_event`` is set."""
+        if stop_event is None:
+            await self.sleep(delay)
+            return
+        waiters = [
+            asyncio.ensure_future(self.sleep(delay)),
+            asyncio.ensure_future(stop_event.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def ping(self) -> bool:
+        """True if PostgreSQL answers ``SELECT 1`` within the connect timeout; never raises."""
+        pool = self._pool
+        if pool is None:
+            return False
+        try:
+            async with pool.acquire(timeout=self.connect_timeout_s) as conn:
+                return bool(await conn.fetchval("SELECT 1", timeout=self.connect_timeout_s) == 1)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.debug("PostgreSQL ping failed: %r", exc)
+            return False
+
+    async def count_predictions(self, model: str | None = None) -> int:
+        """Number of stored predictions, of one ``model`` or all (for tests and the demo)."""
+        pool = await self._open()
+        try:
+            async with pool.acquire(timeout=self.command_timeout_s) as conn:
+                if model is None:
+                    return int(await conn.fetchval("SELECT count(*) FROM predictions"))
+                return int(
+                    await conn.fetchval("SELECT count(*) FROM predictions WHERE model = $1", model)
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SinkError(f"counting predictions failed: {exc!r}") from exc
+
+
+def _redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}" if ":" in credentials else dsn

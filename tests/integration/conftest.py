@@ -1,0 +1,92 @@
+"""Integration fixtures: trained models, seeded Redis, and workers on the real services.
+
+Each worker gets its own topic prefix and consumer group, so tests never see each
+other's records; the broker is started fresh for the session (a restart loses topics).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from phoenix_stream.seeding import seed_feature_store
+from phoenix_stream.services import ServiceAddresses
+from phoenix_stream.settings import Settings
+from phoenix_stream.training import ensure_demo_models
+from phoenix_stream.worker_process import WorkerProcess, free_port
+
+SEEDED_ENTITIES = 2000
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models, trained once per session."""
+    target = tmp_path_factory.mktemp("models")
+    ensure_demo_models(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+async def seeded(services: ServiceAddresses) -> int:
+    """Profiles of entities c000000..c001999 in Redis."""
+    return await seed_feature_store(services.redis_url, SEEDED_ENTITIES)
+
+
+def make_settings(services: ServiceAddresses, models_dir: Path, state_dir: Path,
+                  **overrides: object) -> Settings:
+    """Settings for one test worker: own topic prefix, group id and web port."""
+    tag = uuid.uuid4().hex[:8]
+    values: dict[str, object] = {
+        "kafka_url": services.kafka_url, "redis_url": services.redis_url,
+        "postgres_dsn": services.postgres_dsn, "models_dir": models_dir,
+        "state_dir": state_dir, "app_id": f"test-{tag}", "topic_prefix": f"t{tag}.",
+        "topic_partitions": 2, "web_port": free_port(),
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def worker_factory(services: ServiceAddresses, models_dir: Path, seeded: int,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Factory]:
+    """Start workers with given setting overrides; all are stopped after the module."""
+    factory = _Factory(services, models_dir, tmp_path_factory.mktemp("workers"))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+class _Factory:
+    def __init__(self, services: ServiceAddresses, models_dir: Path, state_dir: Path) -> None:
+        self.services = services
+        self.models_dir = models_dir
+        self.state_dir = state_dir
+        self.workers: list[WorkerProcess] = []
+
+    async def start(self, **overrides: object) -> WorkerProcess:
+        settings = make_settings(self.services, self.models_dir, self.state_dir, **overrides)
+        worker = WorkerProcess(settings, self.state_dir / f"{settings.app_id}.log")
+        self.workers.append(worker)
+        worker.start()
+        await worker.wait_ready(90.0)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@pytest.fixture(scope="module")
+async def producer(services: ServiceAddresses) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain aiokafka producer (a client of the pipeline)."""
+    client = AIOKafkaProducer(bootstrap_servers=services.kafka_url.removeprefix("kafka://"))
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()

@@ -1,0 +1,83 @@
+"""``GET /health`` (alive), ``GET /ready`` (dependencies answer) and ``GET /metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from aiohttp import web as aiohttp_web
+from faust import web
+
+from phoenix_stream import metrics
+from phoenix_stream.app import app, settings
+from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.router import Deployment
+from phoenix_stream.web.responses import json_response
+
+# A readiness probe must answer fast even when a dependency hangs, seconds.
+PROBE_TIMEOUT_S = 1.0
+
+
+@app.page("/health")
+class HealthView(web.View):  # type: ignore[misc]
+    """Liveness: the worker's event loop answers."""
+
+    async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """Always 200 while the process runs."""
+        return json_response({"status": "ok", "app": settings.app_id})
+
+
+async def _probe(name: str, check: Awaitable[bool]) -> str | None:
+    """None when the dependency answered, else why not."""
+    try:
+        ok = await asyncio.wait_for(check, PROBE_TIMEOUT_S)
+    except TimeoutError:
+        ok, reason = False, f"{name} did not answer within {PROBE_TIMEOUT_S} s"
+    except Exception as exc:  # a probe reports any failure, it never raises
+        ok, reason = False, f"{name}: {exc!r}"
+    else:
+        reason = f"{name} did not answer"
+    metrics.READY.labels(dependency=name).set(1 if ok else 0)
+    return None if ok else reason
+
+
+async def readiness() -> dict[str, str]:
+    """Name -> reason for every dependency that is not ready (empty when all are)."""
+    runtime = app.runtime
+    checks = {
+        "redis": runtime.features.ping(),
+        "postgres": runtime.sink.ping(),
+    }
+    results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
+    failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
+    if app.producer._producer is None:
+        failing["kafka"] = "producer not started"
+    default = Deployment.from_settings(settings)
+    for version in filter(None, (default.champion, default.challenger)):
+        try:
+            runtime.models.get(default.model, version)
+        except ModelLoadError as exc:
+            failing[f"model {default.model}/{version}"] = str(exc)
+    return failing
+
+
+@app.page("/ready")
+class ReadyView(web.View):  # type: ignore[misc]
+    """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer, else 503."""
+
+    async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """503 names each dependency that is not ready and why."""
+        failing = await readiness()
+        if failing:
+            return json_response({"ready": False, "failing": failing}, 503)
+        return json_response({"ready": True, "failing": {}})
+
+
+@app.page("/metrics")
+class MetricsView(web.View):  # type: ignore[misc]
+    """Prometheus text exposition of ``phoenix_stream.metrics``."""
+
+    async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """The current metric values."""
+        body, content_type = metrics.render()
+        return aiohttp_web.Response(body=body, headers={"Content-Type": content_type})

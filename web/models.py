@@ -1,0 +1,53 @@
+"""``GET /v1/models``: the models that can be served, their deployment and versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web as aiohttp_web
+from faust import web
+
+from phoenix_stream.app import app
+from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.web.responses import json_response
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """Each model: deployment (champion, challenger, strategy, share) and its versions."""
+    runtime = app.runtime
+    out: list[dict[str, Any]] = []
+    for name in runtime.deployments.names():
+        deployment = runtime.deployments.get(name)
+        versions: list[dict[str, Any]] = []
+        for version in runtime.registry.versions(name):
+            try:
+                manifest = runtime.registry.load(name, version).manifest
+            except ModelLoadError as exc:
+                versions.append({"version": version, "error": str(exc)})
+                continue
+            versions.append({
+                "version": version,
+                "algorithm": manifest.algorithm,
+                "features": list(manifest.feature_names),
+                "threshold": manifest.output.threshold,
+                "metrics": dict(manifest.metrics),
+                "created_at": manifest.created_at,
+            })
+        out.append({
+            "name": name,
+            "champion": deployment.champion if deployment else None,
+            "challenger": deployment.challenger if deployment else None,
+            "strategy": deployment.strategy if deployment else None,
+            "challenger_share": deployment.challenger_share if deployment else None,
+            "versions": versions,
+        })
+    return out
+
+
+@app.page("/v1/models")
+class ModelsView(web.View):  # type: ignore[misc]
+    """List the servable models."""
+
+    async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """200 with ``{"models": [...]}``."""
+        return json_response({"models": describe_models()})

@@ -1,0 +1,138 @@
+"""``POST /v1/predict`` and ``POST /v1/predict/batch``: synchronous scoring over HTTP.
+
+Same core as the Kafka agent (validation, predictor, encoding); the predictions are also
+produced to ``predictions`` and the answer is sent after the broker acknowledged them,
+so an HTTP prediction reaches PostgreSQL like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web as aiohttp_web
+from faust import web
+
+from phoenix_stream import metrics
+from phoenix_stream.app import app, settings
+from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.inference import Outcome, Rejection, Scored
+from phoenix_stream.pipeline import prediction_records, record_outcome_metrics
+from phoenix_stream.validation import ParsedRequest, parse_request
+from phoenix_stream.web.responses import json_error, json_response, read_json
+
+# How long an HTTP caller waits for the prediction to be recorded on Kafka, seconds.
+EMIT_TIMEOUT_S = 5.0
+
+# Rejection kind -> HTTP status.
+_STATUS = {
+    "unknown_model": 404,
+    "unknown_entity": 404,
+    "unknown_feature": 422,
+    "features_unavailable": 503,
+    "model_error": 503,
+}
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def answer(scored: Scored) -> dict[str, Any]:
+    """The HTTP answer for one served prediction."""
+    return {
+        "request_id": scored.request.request_id,
+        "entity_id": scored.request.entity_id,
+        "model": scored.model,
+        "version": scored.version,
+        "variant": scored.variant,
+        "score": scored.score,
+        "label": scored.label,
+        "latency_ms": scored.latency_ms,
+        "degraded": scored.degraded,
+        "defaults_used": scored.defaults_used,
+    }
+
+
+def rejection_error(rejection: Rejection) -> tuple[int, dict[str, Any]]:
+    """Status and JSON error body for a request the predictor could not serve."""
+    return _STATUS.get(rejection.kind, 422), {
+        "error": rejection.error, "field": rejection.field, "kind": rejection.kind}
+
+
+async def score(requests: list[ParsedRequest]) -> Outcome | aiohttp_web.Response:
+    """Predict, produce to Kafka and wait for delivery; a 503 response if that fails."""
+    received_at = time.time()
+    metrics.REQUESTS.labels(source="http").inc(len(requests))
+    runtime = app.runtime
+    outcome = await runtime.predictor.predict(requests, source="http", received_at=received_at)
+    try:
+        await asyncio.wait_for(
+            runtime.emitter.emit(prediction_records(outcome, runtime.topics)), EMIT_TIMEOUT_S)
+    except TimeoutError:
+        return json_error(503, "prediction could not be recorded on Kafka in time; retry")
+    record_outcome_metrics(outcome, "http", time.time() - received_at)
+    return outcome
+
+
+def _parse(item: Any, index: int | None = None) -> ParsedRequest:
+    return parse_request(item, default_model=settings.default_model, batch_index=index,
+                         require_request_id=False, id_factory=_new_id)
+
+
+@app.page("/v1/predict")
+class PredictView(web.View):  # type: ignore[misc]
+    """Score one request: ``{request_id?, entity_id, model?, features?}``."""
+
+    async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """200 with the prediction; 400 bad JSON, 404 unknown model, 413, 422 bad field."""
+        body, error = await read_json(request, settings.max_record_bytes)
+        if error is not None:
+            return error
+        try:
+            parsed = _parse(body)
+        except ValidationError as exc:
+            return json_error(422, exc.message, exc.field)
+        outcome = await score([parsed])
+        if isinstance(outcome, aiohttp_web.Response):
+            return outcome
+        if outcome.rejected:
+            status, payload = rejection_error(outcome.rejected[0])
+            return json_response(payload, status)
+        return json_response(answer(outcome.served[0]))
+
+
+@app.page("/v1/predict/batch")
+class PredictBatchView(web.View):  # type: ignore[misc]
+    """Score a list of requests (``[...]`` or ``{"requests": [...]}``) in one batch."""
+
+    async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """200 with ``predictions`` and per-item ``errors`` (index, status, field)."""
+        body, error = await read_json(request, settings.max_record_bytes)
+        if error is not None:
+            return error
+        items = body.get("requests") if isinstance(body, dict) else body
+        if not isinstance(items, list) or not items:
+            return json_error(422, "must be a non-empty array of requests", "requests")
+        if len(items) > settings.max_batch_requests:
+            return json_error(413, f"batch holds {len(items)} requests, over the limit of "
+                                   f"{settings.max_batch_requests}", "requests")
+        parsed: list[ParsedRequest] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                parsed.append(_parse(item, index))
+            except ValidationError as exc:
+                errors.append({"index": index, "status": 422, "error": exc.message,
+                               "field": exc.field})
+        outcome = await score(parsed)
+        if isinstance(outcome, aiohttp_web.Response):
+            return outcome
+        for rejection in outcome.rejected:
+            status, payload = rejection_error(rejection)
+            errors.append({"index": rejection.request.batch_index, "status": status, **payload})
+        errors.sort(key=lambda e: e["index"])
+        served = sorted(outcome.served, key=lambda s: s.request.batch_index or 0)
+        return json_response({"predictions": [answer(s) for s in served], "errors": errors})
