@@ -34,7 +34,7 @@ COMPONENT_MODULES = (
 )
 
 
-class PhoenixApp(faust.App):  # type: ignore[misc]
+class PhoenixApp(faust.App):
     """``faust.App`` with the short-fetch transport and the runtime started first."""
 
     runtime: Runtime
@@ -89,17 +89,29 @@ settings = Settings.from_env()
 app = create_app(settings)
 
 requests_topic = app.topic(
-    settings.topic("requests"), key_serializer="raw", value_serializer="raw",
-    partitions=settings.topic_partitions)
+    settings.topic("requests"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
 predictions_topic = app.topic(
-    settings.topic("predictions"), key_type=str, value_type=Prediction,
-    partitions=settings.topic_partitions)
+    settings.topic("predictions"),
+    key_type=str,
+    value_type=Prediction,
+    partitions=settings.topic_partitions,
+)
 shadow_predictions_topic = app.topic(
-    settings.topic("shadow-predictions"), key_type=str, value_type=Prediction,
-    partitions=settings.topic_partitions)
+    settings.topic("shadow-predictions"),
+    key_type=str,
+    value_type=Prediction,
+    partitions=settings.topic_partitions,
+)
 dead_letters_topic = app.topic(
-    settings.topic("dead-letters"), key_serializer="raw", value_type=DeadLetter,
-    partitions=settings.topic_partitions)
+    settings.topic("dead-letters"),
+    key_serializer="raw",
+    value_type=DeadLetter,
+    partitions=settings.topic_partitions,
+)
 
 for _module in (*(AGENT_MODULES[name] for name in settings.agents), *COMPONENT_MODULES):
     importlib.import_module(_module)

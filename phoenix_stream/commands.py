@@ -48,8 +48,12 @@ async def services(self: AppCommand, action: str, names: tuple[str, ...]) -> Non
 
 
 @app.command(
-    option("--models-dir", type=click.Path(path_type=Path), default=None,
-           help="Registry folder (default PHOENIX_MODELS_DIR)."),
+    option(
+        "--models-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Registry folder (default PHOENIX_MODELS_DIR).",
+    ),
     option("--force/--no-force", default=False, help="Retrain even if models exist."),
 )
 async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
@@ -66,8 +70,13 @@ async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
 
 
 @app.command(
-    option("--entities", type=int, default=100_000, show_default=True,
-           help="How many entities to seed."),
+    option(
+        "--entities",
+        type=int,
+        default=100_000,
+        show_default=True,
+        help="How many entities to seed.",
+    ),
 )
 async def seed(self: AppCommand, entities: int) -> None:
     """Write the demo customer profiles into the Redis feature store."""
@@ -78,53 +87,99 @@ async def seed(self: AppCommand, entities: int) -> None:
 
 
 @app.command(
-    option("--rate", type=float, default=200.0, show_default=True,
-           help="Requests per second."),
+    option("--rate", type=float, default=200.0, show_default=True, help="Requests per second."),
     option("--duration", type=float, default=10.0, show_default=True, help="Seconds."),
-    option("--entities", type=int, default=100_000, show_default=True,
-           help="Entity ids are drawn from the first N seeded ones."),
-    option("--malformed", type=float, default=0.0, show_default=True,
-           help="Share of malformed records (0..1), to show dead letters."),
-    option("--unknown-entities", type=float, default=0.0, show_default=True,
-           help="Share of requests for entities that were never seeded."),
-    option("--batch", type=int, default=1, show_default=True,
-           help="Requests per Kafka record (1 = single-request records)."),
+    option(
+        "--entities",
+        type=int,
+        default=100_000,
+        show_default=True,
+        help="Entity ids are drawn from the first N seeded ones.",
+    ),
+    option(
+        "--malformed",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Share of malformed records (0..1), to show dead letters.",
+    ),
+    option(
+        "--unknown-entities",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Share of requests for entities that were never seeded.",
+    ),
+    option(
+        "--batch",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Requests per Kafka record (1 = single-request records).",
+    ),
     option("--seed", "random_seed", type=int, default=1, show_default=True),
 )
-async def simulate(self: AppCommand, rate: float, duration: float, entities: int,
-                   malformed: float, unknown_entities: float, batch: int,
-                   random_seed: int) -> None:
+async def simulate(
+    self: AppCommand,
+    rate: float,
+    duration: float,
+    entities: int,
+    malformed: float,
+    unknown_entities: float,
+    batch: int,
+    random_seed: int,
+) -> None:
     """Produce realistic requests to the requests topic at a steady rate."""
     from phoenix_stream.simulator import SimulationConfig, run_simulation
 
-    config = SimulationConfig(rate=rate, duration_s=duration, entities=entities,
-                              malformed_share=malformed, unknown_share=unknown_entities,
-                              batch=batch, seed=random_seed)
+    config = SimulationConfig(
+        rate=rate,
+        duration_s=duration,
+        entities=entities,
+        malformed_share=malformed,
+        unknown_share=unknown_entities,
+        batch=batch,
+        seed=random_seed,
+    )
     report = await run_simulation(settings, config)
     click.echo(json.dumps(report.as_dict(), indent=2))
 
 
 @app.command(
-    option("--duration", type=float, default=30.0, show_default=True,
-           help="Seconds of simulated traffic."),
-    option("--rate", type=float, default=300.0, show_default=True,
-           help="Requests per second."),
+    option(
+        "--duration",
+        type=float,
+        default=30.0,
+        show_default=True,
+        help="Seconds of simulated traffic.",
+    ),
+    option("--rate", type=float, default=300.0, show_default=True, help="Requests per second."),
     option("--entities", type=int, default=100_000, show_default=True),
 )
 async def demo(self: AppCommand, duration: float, rate: float, entities: int) -> None:
     """Start everything, stream requests for a while, show progress and a summary."""
     from phoenix_stream.demo import DemoConfig, run_demo
 
-    code = await run_demo(settings, DemoConfig(duration_s=duration, rate=rate,
-                                               entities=entities))
+    code = await run_demo(settings, DemoConfig(duration_s=duration, rate=rate, entities=entities))
     sys.exit(code)
 
 
 @app.command(
-    option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-           help="Write the figures to this JSON file."),
-    option("--requests", "n_requests", type=int, default=60_000, show_default=True,
-           help="Requests per throughput phase."),
+    option(
+        "--json",
+        "json_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Write the figures to this JSON file.",
+    ),
+    option(
+        "--requests",
+        "n_requests",
+        type=int,
+        default=60_000,
+        show_default=True,
+        help="Requests per throughput phase.",
+    ),
 )
 async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> None:
     """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""
@@ -132,4 +187,4 @@ async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> No
 
     result: dict[str, Any] = await run_bench(settings, BenchConfig(requests=n_requests))
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        await asyncio.to_thread(json_path.write_text, json.dumps(result, indent=2) + "\n")

@@ -9,9 +9,8 @@ at the end. Everything it started is stopped again, also on Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import os
+import signal
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -70,13 +69,17 @@ class Watcher:
 
 
 async def _watch(settings: Settings, watcher: Watcher, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
-                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
     await consumer.start()
     try:
         topics = [settings.topic("predictions"), settings.topic("dead-letters")]
-        partitions = [TopicPartition(t, p) for t in topics
-                      for p in (await _partitions(consumer, t))]
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in (await _partitions(consumer, t))
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         while not stop.is_set():
@@ -105,7 +108,8 @@ async def _count_rows(dsn: str, run_id: str) -> int:
     connection = await asyncpg.connect(dsn)
     try:
         count: int = await connection.fetchval(
-            "SELECT count(*) FROM predictions WHERE request_id LIKE $1", f"{run_id}-%")
+            "SELECT count(*) FROM predictions WHERE request_id LIKE $1", f"{run_id}-%"
+        )
         return count
     finally:
         await connection.close()
@@ -118,7 +122,8 @@ def _say(text: str) -> None:
 async def run_demo(settings: Settings, config: DemoConfig) -> int:
     """Run the demo; returns the process exit code (0 when every request is accounted)."""
     own_services = not all(
-        os.environ.get(ENV[name]) for name in ("kafka_url", "redis_url", "postgres_dsn"))
+        os.environ.get(ENV[name]) for name in ("kafka_url", "redis_url", "postgres_dsn")
+    )
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if task is not None:
@@ -129,11 +134,15 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
         if own_services:
             _say(f"starting embedded services under {settings.state_dir} ...")
             addresses = await asyncio.to_thread(start_services, settings.state_dir)
-            settings = settings.with_overrides(kafka_url=addresses.kafka_url,
-                                               redis_url=addresses.redis_url,
-                                               postgres_dsn=addresses.postgres_dsn)
-        _say(f"  kafka {settings.kafka_url}  redis {settings.redis_url}  "
-             f"postgres {settings.postgres_dsn}")
+            settings = settings.with_overrides(
+                kafka_url=addresses.kafka_url,
+                redis_url=addresses.redis_url,
+                postgres_dsn=addresses.postgres_dsn,
+            )
+        _say(
+            f"  kafka {settings.kafka_url}  redis {settings.redis_url}  "
+            f"postgres {settings.postgres_dsn}"
+        )
         if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
             _say(f"trained the demo models into {settings.models_dir}")
         started = time.monotonic()
@@ -144,10 +153,12 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
         worker.start()
         ready_s = await worker.wait_ready()
         _say(f"worker ready in {ready_s:.1f} s (log: {worker.log_path})")
-        _say("try the HTTP view while it runs:\n"
-             f"  curl -s -X POST {worker.base_url}/v1/predict -H 'content-type: "
-             "application/json' -d '{\"entity_id\": \"c000042\", \"features\": "
-             "{\"credit_amount\": 12.5, \"duration_months\": 24, \"interest_rate\": 7.9}}'")
+        _say(
+            "try the HTTP view while it runs:\n"
+            f"  curl -s -X POST {worker.base_url}/v1/predict -H 'content-type: "
+            'application/json\' -d \'{"entity_id": "c000042", "features": '
+            '{"credit_amount": 12.5, "duration_months": 24, "interest_rate": 7.9}}\''
+        )
         return await _traffic(settings, config)
     except asyncio.CancelledError:
         _say("\ninterrupted: stopping what the demo started ...")
@@ -166,10 +177,13 @@ async def _traffic(settings: Settings, config: DemoConfig) -> int:
     stop = asyncio.Event()
     watch_task = asyncio.create_task(_watch(settings, watcher, stop))
     await asyncio.sleep(0.5)  # let the watcher seek to the end before traffic starts
-    simulation = SimulationConfig(rate=config.rate, duration_s=config.duration_s,
-                                  entities=config.entities,
-                                  malformed_share=config.malformed_share,
-                                  unknown_share=config.unknown_share)
+    simulation = SimulationConfig(
+        rate=config.rate,
+        duration_s=config.duration_s,
+        entities=config.entities,
+        malformed_share=config.malformed_share,
+        unknown_share=config.unknown_share,
+    )
     sim_task = asyncio.create_task(run_simulation(settings, simulation, run_id=run_id))
     started = time.monotonic()
     last = 0
@@ -178,15 +192,18 @@ async def _traffic(settings: Settings, config: DemoConfig) -> int:
         await asyncio.sleep(1.0)
         rate = watcher.predictions - last
         last = watcher.predictions
-        _say(f"  t={time.monotonic() - started:5.1f}s  predictions {watcher.predictions:7d}"
-             f" ({rate:5d}/s)  dead letters {watcher.dead_letters:5d}  "
-             f"e2e latency p50 {watcher.percentile(50):6.1f} ms p99 "
-             f"{watcher.percentile(99):6.1f} ms")
+        _say(
+            f"  t={time.monotonic() - started:5.1f}s  predictions {watcher.predictions:7d}"
+            f" ({rate:5d}/s)  dead letters {watcher.dead_letters:5d}  "
+            f"e2e latency p50 {watcher.percentile(50):6.1f} ms p99 "
+            f"{watcher.percentile(99):6.1f} ms"
+        )
     report = await sim_task
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     expected = report.requests + report.malformed
-    while (watcher.predictions + watcher.dead_letters < expected
-           and time.monotonic() < deadline):
+    while time.monotonic() < deadline:
+        if watcher.predictions + watcher.dead_letters >= expected:
+            break
         await asyncio.sleep(0.5)
     rows = 0
     while time.monotonic() < deadline:
@@ -197,16 +214,20 @@ async def _traffic(settings: Settings, config: DemoConfig) -> int:
     stop.set()
     await watch_task
     _say("\nsummary")
-    _say(f"  requests produced        {report.requests} (+{report.malformed} malformed "
-         f"records, {report.unknown_entities} for unknown customers)")
+    _say(
+        f"  requests produced        {report.requests} (+{report.malformed} malformed "
+        f"records, {report.unknown_entities} for unknown customers)"
+    )
     _say(f"  predictions emitted      {watcher.predictions}")
     _say(f"  dead letters             {watcher.dead_letters}")
     _say(f"  rows in PostgreSQL       {rows}")
-    _say(f"  e2e latency              p50 {watcher.percentile(50):.1f} ms, "
-         f"p99 {watcher.percentile(99):.1f} ms")
-    accounted = watcher.predictions + watcher.dead_letters >= expected and rows >= \
-        watcher.predictions
+    _say(
+        f"  e2e latency              p50 {watcher.percentile(50):.1f} ms, "
+        f"p99 {watcher.percentile(99):.1f} ms"
+    )
+    accounted = (
+        watcher.predictions + watcher.dead_letters >= expected and rows >= watcher.predictions
+    )
     if not accounted:
         _say("  WARNING: not every request was accounted for before the drain timeout")
     return 0 if accounted else 1
-

@@ -65,7 +65,7 @@ class BatchEmitter:
             metrics.PRODUCE_RETRIES.inc()
             if self._is_stopping():
                 raise KafkaError(f"stopping with {len(pending)} records undelivered")
-            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
+            await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self._max_backoff_s)
 
     async def _send_once(self, records: list[OutRecord]) -> list[OutRecord]:
@@ -89,8 +89,9 @@ class BatchEmitter:
                         break
                     end += 1
                 if end == start:
-                    raise ValueError(f"a record for {topic} is larger than the producer's "
-                                     "max batch size")
+                    raise ValueError(
+                        f"a record for {topic} is larger than the producer's max batch size"
+                    )
                 future = await producer.send_batch(batch, topic, partition=partition)
                 sent.append((future, group[start:end]))
                 start = end
@@ -98,7 +99,11 @@ class BatchEmitter:
         results = await asyncio.gather(*(f for f, _ in sent), return_exceptions=True)
         for result, (_, group) in zip(results, sent, strict=True):
             if isinstance(result, BaseException):
-                log.warning("delivery of %d records to %s failed: %r; will retry",
-                            len(group), group[0].topic, result)
+                log.warning(
+                    "delivery of %d records to %s failed: %r; will retry",
+                    len(group),
+                    group[0].topic,
+                    result,
+                )
                 failed.extend(group)
         return failed

@@ -61,19 +61,21 @@ def encode_dead_letter(
     failed_at: float,
 ) -> bytes:
     """JSON bytes of one ``DeadLetter``; the original bytes travel base64-encoded."""
-    return orjson.dumps({
-        "source_topic": source_topic,
-        "partition": partition,
-        "offset": offset,
-        "original_key": base64.b64encode(key).decode() if key is not None else None,
-        "original_value": base64.b64encode(original).decode(),
-        "error_kind": kind,
-        "error": error,
-        "field": field,
-        "batch_index": batch_index,
-        "failed_at": failed_at,
-        "__faust": _DEAD_LETTER_NS,
-    })
+    return orjson.dumps(
+        {
+            "source_topic": source_topic,
+            "partition": partition,
+            "offset": offset,
+            "original_key": base64.b64encode(key).decode() if key is not None else None,
+            "original_value": base64.b64encode(original).decode(),
+            "error_kind": kind,
+            "error": error,
+            "field": field,
+            "batch_index": batch_index,
+            "failed_at": failed_at,
+            "__faust": _DEAD_LETTER_NS,
+        }
+    )
 
 
 def rejection_parts(item: RejectedRequest | Rejection) -> tuple[str, str, str | None, int | None]:

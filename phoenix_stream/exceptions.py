@@ -1,16 +1,16 @@
 """The project's errors, one root.
 
-    PhoenixError
-    ├── ConfigError            a PHOENIX_* variable is missing or invalid
-    ├── ServiceError           an embedded service could not start or stop
-    ├── ValidationError        a request is malformed (field named)
-    ├── UnknownModelError      a request names a model that is not deployed
-    ├── UnknownEntityError     no features for an entity, policy says dead-letter
-    ├── ModelLoadError         a model version could not be loaded
-    ├── InferenceError         running a loaded model failed
-    ├── TrainingError          training or ONNX export of a model failed
-    ├── FeatureStoreError      Redis failed (cause kept)
-    └── SinkError              PostgreSQL failed (cause kept)
+PhoenixError
+├── ConfigError            a PHOENIX_* variable is missing or invalid
+├── ServiceError           an embedded service could not start or stop
+├── ValidationError        a request is malformed (field named)
+├── UnknownModelError      a request names a model that is not deployed
+├── UnknownEntityError     no features for an entity, policy says dead-letter
+├── ModelLoadError         a model version could not be loaded
+├── InferenceError         running a loaded model failed
+├── TrainingError          training or ONNX export of a model failed
+├── FeatureStoreError      Redis failed (cause kept)
+└── SinkError              PostgreSQL failed (cause kept)
 """
 
 from __future__ import annotations

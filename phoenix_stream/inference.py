@@ -80,7 +80,8 @@ class Rejection:
     """A valid-looking request that could not be served, with a dead-letter kind."""
 
     request: ParsedRequest
-    kind: str  # unknown_model | unknown_feature | unknown_entity | features_unavailable | model_error
+    # unknown_model | unknown_feature | unknown_entity | features_unavailable | model_error
+    kind: str
     error: str
     field: str | None
 
@@ -134,8 +135,11 @@ class Predictor:
         degraded = await self._read_features(pending)
         if degraded and self._redis_down_policy == "dead-letter":
             for item in pending:
-                outcome.rejected.append(Rejection(
-                    item.request, "features_unavailable", "feature store unavailable", None))
+                outcome.rejected.append(
+                    Rejection(
+                        item.request, "features_unavailable", "feature store unavailable", None
+                    )
+                )
             return outcome
         if not degraded and self._unknown_entity_policy == "dead-letter":
             pending = self._reject_unknown_entities(pending, outcome)
@@ -146,11 +150,29 @@ class Predictor:
             if item.route.shadow_version is not None:
                 shadows[(item.request.model, item.route.shadow_version)].append(item)
         for (model, version), group in by_version.items():
-            self._score(model, version, group, degraded, source, received_at,
-                        outcome.served, outcome, shadow=False)
+            self._score(
+                model,
+                version,
+                group,
+                degraded,
+                source,
+                received_at,
+                outcome.served,
+                outcome,
+                shadow=False,
+            )
         for (model, version), group in shadows.items():
-            self._score(model, version, group, degraded, source, received_at,
-                        outcome.shadow, outcome, shadow=True)
+            self._score(
+                model,
+                version,
+                group,
+                degraded,
+                source,
+                received_at,
+                outcome.shadow,
+                outcome,
+                shadow=True,
+            )
         return outcome
 
     def _route(self, requests: Sequence[ParsedRequest], outcome: Outcome) -> list[_Pending]:
@@ -158,9 +180,14 @@ class Predictor:
         for request in requests:
             deployment = self._deployments(request.model)
             if deployment is None:
-                outcome.rejected.append(Rejection(
-                    request, "unknown_model", f"model {request.model!r} is not deployed",
-                    "model"))
+                outcome.rejected.append(
+                    Rejection(
+                        request,
+                        "unknown_model",
+                        f"model {request.model!r} is not deployed",
+                        "model",
+                    )
+                )
                 continue
             decision = route(deployment, request.entity_id)
             try:
@@ -170,10 +197,14 @@ class Predictor:
                 continue
             extra = unknown_overrides(names, request.features)
             if extra is not None:
-                outcome.rejected.append(Rejection(
-                    request, "unknown_feature",
-                    f"features.{extra}: model {request.model!r} has no such feature",
-                    f"features.{extra}"))
+                outcome.rejected.append(
+                    Rejection(
+                        request,
+                        "unknown_feature",
+                        f"features.{extra}: model {request.model!r} has no such feature",
+                        f"features.{extra}",
+                    )
+                )
                 continue
             pending.append(_Pending(request, decision))
         return pending
@@ -189,14 +220,18 @@ class Predictor:
             item.stored = value
         return False
 
-    def _reject_unknown_entities(self, pending: list[_Pending], outcome: Outcome
-                                 ) -> list[_Pending]:
+    def _reject_unknown_entities(self, pending: list[_Pending], outcome: Outcome) -> list[_Pending]:
         kept: list[_Pending] = []
         for item in pending:
             if item.stored is None:
-                outcome.rejected.append(Rejection(
-                    item.request, "unknown_entity",
-                    f"entity {item.request.entity_id!r} has no stored features", "entity_id"))
+                outcome.rejected.append(
+                    Rejection(
+                        item.request,
+                        "unknown_entity",
+                        f"entity {item.request.entity_id!r} has no stored features",
+                        "entity_id",
+                    )
+                )
             else:
                 kept.append(item)
         return kept
@@ -217,14 +252,19 @@ class Predictor:
         try:
             servable = self._models.get(model, version)
             matrix = assemble(
-                servable.feature_names, servable.feature_defaults,
-                [p.stored for p in group], [p.request.features for p in group],
-                now=received_at, max_age_s=self._max_age_s)
+                servable.feature_names,
+                servable.feature_defaults,
+                [p.stored for p in group],
+                [p.request.features for p in group],
+                now=received_at,
+                max_age_s=self._max_age_s,
+            )
             scores = servable.predict_proba(matrix.values)
         except ModelLoadError as exc:
             if not shadow:  # a failing shadow model must never cost a served answer
                 outcome.rejected.extend(
-                    Rejection(p.request, "model_error", str(exc), "model") for p in group)
+                    Rejection(p.request, "model_error", str(exc), "model") for p in group
+                )
             return
         predicted_at = self._clock()
         threshold = servable.threshold
@@ -234,10 +274,22 @@ class Predictor:
         rows = matrix.values.tolist()
         for index, item in enumerate(group):
             variant = CHALLENGER if shadow else item.route.variant
-            into.append(Scored(
-                item.request, model, version, variant, score_list[index], int(labels[index]),
-                dict(zip(names, rows[index], strict=True)), matrix.defaults_used[index],
-                degraded, source, received_at, predicted_at))
+            into.append(
+                Scored(
+                    item.request,
+                    model,
+                    version,
+                    variant,
+                    score_list[index],
+                    int(labels[index]),
+                    dict(zip(names, rows[index], strict=True)),
+                    matrix.defaults_used[index],
+                    degraded,
+                    source,
+                    received_at,
+                    predicted_at,
+                )
+            )
         defaulted = sum(1 for used in matrix.defaults_used if used)
         if defaulted and not shadow:
             metrics.DEFAULTED_PREDICTIONS.labels(model=model).inc(defaulted)

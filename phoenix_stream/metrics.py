@@ -12,52 +12,82 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter(
-    "phoenix_requests_total", "Requests taken, by source (kafka, http).",
-    ["source"], registry=REGISTRY)
+    "phoenix_requests_total",
+    "Requests taken, by source (kafka, http).",
+    ["source"],
+    registry=REGISTRY,
+)
 PREDICTIONS = Counter(
-    "phoenix_predictions_total", "Predictions served, by model, version and variant.",
-    ["model", "version", "variant"], registry=REGISTRY)
+    "phoenix_predictions_total",
+    "Predictions served, by model, version and variant.",
+    ["model", "version", "variant"],
+    registry=REGISTRY,
+)
 SHADOW_PREDICTIONS = Counter(
-    "phoenix_shadow_predictions_total", "Shadow predictions scored but not served.",
-    ["model", "version"], registry=REGISTRY)
+    "phoenix_shadow_predictions_total",
+    "Shadow predictions scored but not served.",
+    ["model", "version"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
-    "phoenix_dead_letters_total", "Inputs sent to the dead-letter topic, by error kind.",
-    ["kind"], registry=REGISTRY)
+    "phoenix_dead_letters_total",
+    "Inputs sent to the dead-letter topic, by error kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
 DEFAULTED_PREDICTIONS = Counter(
     "phoenix_defaulted_predictions_total",
     "Predictions where at least one feature fell back to its default.",
-    ["model"], registry=REGISTRY)
+    ["model"],
+    registry=REGISTRY,
+)
 DEGRADED_PREDICTIONS = Counter(
     "phoenix_degraded_predictions_total",
     "Predictions served with defaults because the feature store was unreachable.",
-    registry=REGISTRY)
+    registry=REGISTRY,
+)
 FEATURE_STORE_ERRORS = Counter(
-    "phoenix_feature_store_errors_total", "Failed feature-store reads (whole batches).",
-    registry=REGISTRY)
+    "phoenix_feature_store_errors_total",
+    "Failed feature-store reads (whole batches).",
+    registry=REGISTRY,
+)
 LATENCY = Histogram(
     "phoenix_inference_latency_seconds",
     "Worker latency from taking a batch to its predictions being delivered, seconds.",
-    ["source"], registry=REGISTRY,
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+    ["source"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 BATCH_SIZE = Histogram(
-    "phoenix_batch_requests", "Requests per processed agent batch.", registry=REGISTRY,
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000))
+    "phoenix_batch_requests",
+    "Requests per processed agent batch.",
+    registry=REGISTRY,
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
 PRODUCE_RETRIES = Counter(
-    "phoenix_produce_retries_total", "Output batches re-sent after a failed delivery.",
-    registry=REGISTRY)
+    "phoenix_produce_retries_total",
+    "Output batches re-sent after a failed delivery.",
+    registry=REGISTRY,
+)
 SINK_ROWS = Counter(
-    "phoenix_sink_rows_total", "Prediction rows newly written to PostgreSQL.",
-    registry=REGISTRY)
+    "phoenix_sink_rows_total", "Prediction rows newly written to PostgreSQL.", registry=REGISTRY
+)
 SINK_DUPLICATES = Counter(
     "phoenix_sink_duplicates_total",
     "Prediction rows skipped because their request_id was already stored.",
-    registry=REGISTRY)
+    registry=REGISTRY,
+)
 SINK_RETRIES = Counter(
-    "phoenix_sink_retries_total", "PostgreSQL write attempts that failed and were retried.",
-    registry=REGISTRY)
+    "phoenix_sink_retries_total",
+    "PostgreSQL write attempts that failed and were retried.",
+    registry=REGISTRY,
+)
 READY = Gauge(
-    "phoenix_dependency_up", "1 when a dependency answered the last readiness probe.",
-    ["dependency"], registry=REGISTRY)
+    "phoenix_dependency_up",
+    "1 when a dependency answered the last readiness probe.",
+    ["dependency"],
+    registry=REGISTRY,
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -81,50 +81,90 @@ class RequestPipeline:
         out: list[OutRecord] = []
         for record in records:
             for item in decode_record(
-                record.value, default_model=default_model,
-                max_bytes=self._max_record_bytes, max_batch=self._max_batch_requests,
+                record.value,
+                default_model=default_model,
+                max_bytes=self._max_record_bytes,
+                max_batch=self._max_batch_requests,
             ):
                 if isinstance(item, RejectedRequest):
-                    out.append(self._dead_letter(record, item.original, item.kind, item.error,
-                                                 item.field, item.batch_index, received_at))
+                    out.append(
+                        self._dead_letter(
+                            record,
+                            item.original,
+                            item.kind,
+                            item.error,
+                            item.field,
+                            item.batch_index,
+                            received_at,
+                        )
+                    )
                 else:
                     requests.append(item)
                     origin[id(item)] = record
         metrics.REQUESTS.labels(source="kafka").inc(len(requests))
-        outcome = await self._predictor.predict(requests, source="kafka",
-                                                received_at=received_at)
+        outcome = await self._predictor.predict(requests, source="kafka", received_at=received_at)
         for rejection in outcome.rejected:
             record = origin[id(rejection.request)]
             original = rejection.request.original_bytes(record.value or b"")
-            out.append(self._dead_letter(record, original, rejection.kind, rejection.error,
-                                         rejection.field, rejection.request.batch_index,
-                                         received_at))
+            out.append(
+                self._dead_letter(
+                    record,
+                    original,
+                    rejection.kind,
+                    rejection.error,
+                    rejection.field,
+                    rejection.request.batch_index,
+                    received_at,
+                )
+            )
         out.extend(prediction_records(outcome, self._topics))
         await self._emitter.emit(out)
-        report = BatchReport(len(records), len(requests), len(outcome.served),
-                             len(outcome.shadow), len(out) - len(outcome.served)
-                             - len(outcome.shadow))
+        report = BatchReport(
+            len(records),
+            len(requests),
+            len(outcome.served),
+            len(outcome.shadow),
+            len(out) - len(outcome.served) - len(outcome.shadow),
+        )
         record_outcome_metrics(outcome, "kafka", self._clock() - received_at)
         return report
 
     def _dead_letter(
-        self, record: InRecord, original: bytes, kind: str, error: str, field: str | None,
-        batch_index: int | None, failed_at: float,
+        self,
+        record: InRecord,
+        original: bytes,
+        kind: str,
+        error: str,
+        field: str | None,
+        batch_index: int | None,
+        failed_at: float,
     ) -> OutRecord:
         metrics.DEAD_LETTERS.labels(kind=kind).inc()
         value = encode_dead_letter(
-            source_topic=record.topic, partition=record.partition, offset=record.offset,
-            key=record.key, original=original, kind=kind, error=error, field=field,
-            batch_index=batch_index, failed_at=failed_at)
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            original=original,
+            kind=kind,
+            error=error,
+            field=field,
+            batch_index=batch_index,
+            failed_at=failed_at,
+        )
         return OutRecord(self._topics.dead_letters, record.key, value)
 
 
 def prediction_records(outcome: Outcome, topics: Topics) -> list[OutRecord]:
     """Served and shadow predictions as records keyed by entity id."""
-    out = [OutRecord(topics.predictions, s.request.entity_id.encode(), encode_prediction(s))
-           for s in outcome.served]
-    out.extend(OutRecord(topics.shadow_predictions, s.request.entity_id.encode(),
-                         encode_prediction(s)) for s in outcome.shadow)
+    out = [
+        OutRecord(topics.predictions, s.request.entity_id.encode(), encode_prediction(s))
+        for s in outcome.served
+    ]
+    out.extend(
+        OutRecord(topics.shadow_predictions, s.request.entity_id.encode(), encode_prediction(s))
+        for s in outcome.shadow
+    )
     return out
 
 

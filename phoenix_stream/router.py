@@ -33,8 +33,13 @@ class Deployment:
         """The static deployment of the default model described by settings."""
         challenger = settings.challenger_version or None
         strategy: Strategy = settings.strategy if challenger else "single"
-        return cls(settings.default_model, settings.champion_version, challenger,
-                   strategy, settings.challenger_share)
+        return cls(
+            settings.default_model,
+            settings.champion_version,
+            challenger,
+            strategy,
+            settings.challenger_share,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,17 +42,25 @@ class Runtime(Service):
         self.models = ServingModels(self.registry)
         self.deployments = Deployments(Deployment.from_settings(settings), self.registry)
         self.predictor = Predictor(
-            self.models, self.features, self.deployments.get,
+            self.models,
+            self.features,
+            self.deployments.get,
             feature_max_age_s=settings.feature_max_age_s,
             unknown_entity_policy=settings.unknown_entity_policy,
             redis_down_policy=settings.redis_down_policy,
         )
-        self.emitter = BatchEmitter(lambda: kafka_producer(app),
-                                    is_stopping=lambda: bool(self.should_stop))
-        self.topics = Topics(settings.topic("predictions"), settings.topic("shadow-predictions"),
-                             settings.topic("dead-letters"))
+        self.emitter = BatchEmitter(
+            lambda: kafka_producer(app), is_stopping=lambda: bool(self.should_stop)
+        )
+        self.topics = Topics(
+            settings.topic("predictions"),
+            settings.topic("shadow-predictions"),
+            settings.topic("dead-letters"),
+        )
         self.pipeline = RequestPipeline(
-            self.predictor, self.emitter, self.topics,
+            self.predictor,
+            self.emitter,
+            self.topics,
             default_model=lambda: settings.default_model,
             max_record_bytes=settings.max_record_bytes,
             max_batch_requests=settings.max_batch_requests,

@@ -55,9 +55,14 @@ class ServingModels:
                 loaded = self.registry.load(model, version)
                 manifest = loaded.manifest
                 servable = Servable(
-                    model, version, manifest.feature_names, frozenset(manifest.feature_names),
-                    manifest.defaults(), manifest.output.threshold,
-                    loaded)
+                    model,
+                    version,
+                    manifest.feature_names,
+                    frozenset(manifest.feature_names),
+                    manifest.defaults(),
+                    manifest.output.threshold,
+                    loaded,
+                )
                 self._cache[key] = servable
         return servable
 

@@ -112,20 +112,42 @@ class Settings:
             value = getattr(self, name)
             _check(value in ENTITY_POLICIES, name, f"one of {', '.join(ENTITY_POLICIES)}")
         _check(0.0 <= self.challenger_share <= 1.0, "challenger_share", "between 0 and 1")
-        for name in ("topic_partitions", "max_batch_requests", "max_record_bytes", "take_max",
-                     "sink_batch", "web_port", "onnx_threads"):
+        for name in (
+            "topic_partitions",
+            "max_batch_requests",
+            "max_record_bytes",
+            "take_max",
+            "sink_batch",
+            "web_port",
+            "onnx_threads",
+        ):
             _check(getattr(self, name) > 0, name, "a positive integer")
-        for name in ("feature_max_age_s", "redis_timeout_s", "take_within_ms",
-                     "sink_within_ms", "session_timeout_s", "heartbeat_s"):
+        for name in (
+            "feature_max_age_s",
+            "redis_timeout_s",
+            "take_within_ms",
+            "sink_within_ms",
+            "session_timeout_s",
+            "heartbeat_s",
+        ):
             _check(getattr(self, name) > 0, name, "a positive number")
-        _check(bool(self.agents) and set(self.agents) <= set(AGENTS), "agents",
-               f"a comma-separated subset of {','.join(AGENTS)}")
+        _check(
+            bool(self.agents) and set(self.agents) <= set(AGENTS),
+            "agents",
+            f"a comma-separated subset of {','.join(AGENTS)}",
+        )
         _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
         _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")
-        _check(self.heartbeat_s < self.session_timeout_s, "heartbeat_s",
-               "smaller than PHOENIX_SESSION_TIMEOUT_S")
-        for name, scheme in (("kafka_url", "kafka://"), ("redis_url", "redis://"),
-                             ("postgres_dsn", "postgres")):
+        _check(
+            self.heartbeat_s < self.session_timeout_s,
+            "heartbeat_s",
+            "smaller than PHOENIX_SESSION_TIMEOUT_S",
+        )
+        for name, scheme in (
+            ("kafka_url", "kafka://"),
+            ("redis_url", "redis://"),
+            ("postgres_dsn", "postgres"),
+        ):
             _check(str(getattr(self, name)).startswith(scheme), name, f"a {scheme}... URL")
 
     @classmethod
@@ -180,11 +202,15 @@ def _embedded_addresses(state_dir: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is unreadable ({exc}); run 'phoenix-stream services up'") from exc
+        message = f"{path} is unreadable ({exc}); run 'phoenix-stream services up'"
+        raise ConfigError(message) from exc
     services = data.get("services", data) if isinstance(data, dict) else {}
     found: dict[str, str] = {}
-    for service, field in (("broker", "kafka_url"), ("redis", "redis_url"),
-                           ("postgres", "postgres_dsn")):
+    for service, field in (
+        ("broker", "kafka_url"),
+        ("redis", "redis_url"),
+        ("postgres", "postgres_dsn"),
+    ):
         entry = services.get(service) if isinstance(services, dict) else None
         if isinstance(entry, dict) and isinstance(entry.get("url"), str):
             found[field] = entry["url"]
@@ -205,14 +231,18 @@ def _names(raw: str) -> tuple[str, ...]:
 
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     field.name: (
-        Path if field.type in ("Path",)
-        else int if field.type == "int"
-        else float if field.type == "float"
-        else _literal if field.type in ("Strategy", "EntityPolicy")
-        else _names if field.type == "tuple[str, ...]"
+        Path
+        if field.type in ("Path",)
+        else int
+        if field.type == "int"
+        else float
+        if field.type == "float"
+        else _literal
+        if field.type in ("Strategy", "EntityPolicy")
+        else _names
+        if field.type == "tuple[str, ...]"
         else _str
     )
     for field in fields(Settings)
 }
 assert set(_CONVERTERS) == set(ENV), "every setting needs exactly one environment variable"
-

@@ -81,12 +81,14 @@ class RequestFactory:
         for i in range(n):
             self._counter += 1
             entity = f"unknown-{indices[i]}" if unknown[i] else entity_id_for(indices[i])
-            out.append({
-                "request_id": f"{self.run_id}-{self._counter}",
-                "entity_id": entity,
-                "features": {name: column[i] for name, column in columns.items()},
-                "sent_at": now,
-            })
+            out.append(
+                {
+                    "request_id": f"{self.run_id}-{self._counter}",
+                    "entity_id": entity,
+                    "features": {name: column[i] for name, column in columns.items()},
+                    "sent_at": now,
+                }
+            )
         return out
 
     def malformed(self) -> bytes:
@@ -102,18 +104,22 @@ def encode_records(requests: list[dict[str, Any]], batch: int) -> Iterator[tuple
             yield request["entity_id"].encode(), orjson.dumps(request)
         return
     for start in range(0, len(requests), batch):
-        chunk = requests[start:start + batch]
+        chunk = requests[start : start + batch]
         yield chunk[0]["entity_id"].encode(), orjson.dumps(chunk)
 
 
-async def run_simulation(settings: Settings, config: SimulationConfig,
-                         *, run_id: str | None = None) -> SimulationReport:
+async def run_simulation(
+    settings: Settings, config: SimulationConfig, *, run_id: str | None = None
+) -> SimulationReport:
     """Produce traffic for ``config.duration_s`` seconds at ``config.rate`` requests/s."""
     factory = RequestFactory(config, run_id)
     report = SimulationReport()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
-                                linger_ms=5, max_batch_size=1_048_576,
-                                max_request_size=4 * 1_048_576)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+        linger_ms=5,
+        max_batch_size=1_048_576,
+        max_request_size=4 * 1_048_576,
+    )
     topic = settings.topic("requests")
     await producer.start()
     started = time.monotonic()
@@ -126,13 +132,17 @@ async def run_simulation(settings: Settings, config: SimulationConfig,
             n = due - report.requests
             if n > 0:
                 requests = factory.requests(n)
-                report.unknown_entities += sum(r["entity_id"].startswith("unknown-")
-                                               for r in requests)
+                report.unknown_entities += sum(
+                    r["entity_id"].startswith("unknown-") for r in requests
+                )
                 for key, value in encode_records(requests, config.batch):
                     await producer.send(topic, value=value, key=key)
                     report.records += 1
-                bad = int(malformed_rng.binomial(n, config.malformed_share)) \
-                    if config.malformed_share > 0 else 0
+                bad = (
+                    int(malformed_rng.binomial(n, config.malformed_share))
+                    if config.malformed_share > 0
+                    else 0
+                )
                 for _ in range(bad):
                     await producer.send(topic, value=factory.malformed(), key=b"malformed")
                     report.malformed += 1

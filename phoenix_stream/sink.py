@@ -185,7 +185,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 
 def is_transient(exc: BaseException | None) -> bool:
     """True if ``exc`` (usually a SinkError's cause) means a retry may succeed."""
-    return isinstance(exc, _TRANSIENT)
+    if isinstance(exc, _TRANSIENT):
+        return True
+    # asyncpg reports a connection lost inside ``async with conn.transaction()`` as an
+    # InterfaceError from the block's exit ("the underlying connection is closed"); the
+    # loss itself is that error's context.
+    return isinstance(exc, asyncpg.InterfaceError) and is_transient(exc.__context__)
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:

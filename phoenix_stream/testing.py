@@ -9,11 +9,18 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
-async def consume_json(kafka_url: str, topic: str, expected: int, timeout_s: float = 60.0,
-                  ) -> list[dict[str, object]]:
+async def consume_json(
+    kafka_url: str,
+    topic: str,
+    expected: int,
+    timeout_s: float = 60.0,
+) -> list[dict[str, object]]:
     """JSON values of ``topic`` from the beginning, until ``expected`` or ``timeout_s`` seconds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_url.removeprefix("kafka://"),
-                                enable_auto_commit=False, fetch_max_wait_ms=100)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_url.removeprefix("kafka://"),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
     await consumer.start()
     out: list[dict[str, object]] = []
     try:

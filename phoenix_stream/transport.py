@@ -24,12 +24,12 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _ShortFetchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class _ShortFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class ShortFetchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class ShortFetchTransport(faust_aiokafka.Transport):
     """aiokafka transport whose worker consumers wait at most ``fetch_max_wait_ms``."""
 
     Consumer: ClassVar[type[Any]] = _ShortFetchConsumer
@@ -42,7 +42,7 @@ def kafka_producer(app: faust.App) -> aiokafka.AIOKafkaProducer:
     Faust 0.15.3 has no batch send; using its own producer keeps one connection pool and
     lets Faust flush it on shutdown.
     """
-    producer = app.producer._producer
+    producer = cast(Any, app.producer)._producer
     if producer is None:
         raise RuntimeError("Faust's producer is not started yet")
     return cast(aiokafka.AIOKafkaProducer, producer)

@@ -114,8 +114,13 @@ def _decode_item(
     id_factory: Any,
 ) -> Decoded:
     try:
-        return parse_request(item, default_model=default_model, batch_index=index,
-                             require_request_id=require_request_id, id_factory=id_factory)
+        return parse_request(
+            item,
+            default_model=default_model,
+            batch_index=index,
+            require_request_id=require_request_id,
+            id_factory=id_factory,
+        )
     except ValidationError as exc:
         raw = original if original is not None else orjson.dumps(item)
         return RejectedRequest("invalid_request", str(exc), exc.field, raw, index)
@@ -190,4 +195,5 @@ def _kind(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "boolean", str: "string", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )

@@ -39,8 +39,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """``phoenix-stream worker`` started with given settings; stopped by its pid."""
 
-    def __init__(self, settings: Settings, log_path: Path,
-                 extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, extra_env: Mapping[str, str] | None = None
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         self.extra_env = dict(extra_env or {})
@@ -58,9 +59,19 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "phoenix_stream", "worker",
-             "--web-port", str(self.settings.web_port)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "phoenix_stream",
+                "worker",
+                "--web-port",
+                str(self.settings.web_port),
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     async def wait_ready(self, timeout_s: float = 60.0) -> float:
         """Wait until ``GET /ready`` answers 200 and the agents have partitions; seconds."""
@@ -69,25 +80,31 @@ class WorkerProcess:
         async with aiohttp.ClientSession() as session:
             while time.monotonic() - started < timeout_s:
                 if self.process is None or self.process.poll() is not None:
-                    raise ServiceError(f"worker exited early; see {self.log_path}:\n"
-                                       f"{self.log_tail()}")
+                    raise ServiceError(
+                        f"worker exited early; see {self.log_path}:\n{self.log_tail()}"
+                    )
                 try:
-                    async with session.get(f"{self.base_url}/ready",
-                                           timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    async with session.get(
+                        f"{self.base_url}/ready", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as resp:
                         if resp.status == 200 and self._assigned():
                             return time.monotonic() - started
                         last = await resp.text()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     last = repr(exc)
                 await asyncio.sleep(0.1)
-        raise ServiceError(f"worker not ready after {timeout_s} s ({last}); "
-                           f"see {self.log_path}:\n{self.log_tail()}")
+        raise ServiceError(
+            f"worker not ready after {timeout_s} s ({last}); "
+            f"see {self.log_path}:\n{self.log_tail()}"
+        )
 
     def _assigned(self) -> bool:
         # The worker logs its partition assignment once it has joined the group.
         try:
-            return b"[^---Recovery]: Resuming flow" in self.log_path.read_bytes() or \
-                b"Worker ready" in self.log_path.read_bytes()
+            return (
+                b"[^---Recovery]: Resuming flow" in self.log_path.read_bytes()
+                or b"Worker ready" in self.log_path.read_bytes()
+            )
         except OSError:
             return False
 

@@ -13,33 +13,69 @@ from typing import Any
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
 
 # (title, PromQL expressions, unit)
+_LATENCY = "sum by (le) (rate(phoenix_inference_latency_seconds_bucket[1m]))"
+
 PANELS: list[tuple[str, list[str], str]] = [
-    ("Requests per second by source",
-     ["sum by (source) (rate(phoenix_requests_total[1m]))"], "reqps"),
-    ("Predictions per second by variant",
-     ["sum by (model, version, variant) (rate(phoenix_predictions_total[1m]))"], "reqps"),
-    ("Dead letters per second by kind",
-     ["sum by (kind) (rate(phoenix_dead_letters_total[1m]))"], "reqps"),
-    ("Worker batch latency p50 / p99",
-     ["histogram_quantile(0.5, sum by (le) (rate(phoenix_inference_latency_seconds_bucket[1m])))",
-      "histogram_quantile(0.99, sum by (le) (rate(phoenix_inference_latency_seconds_bucket[1m])))"],
-     "s"),
-    ("Predictions on default features (share)",
-     ["sum(rate(phoenix_defaulted_predictions_total[5m])) / "
-      "sum(rate(phoenix_predictions_total[5m]))"], "percentunit"),
-    ("Degraded predictions (feature store down) per second",
-     ["sum(rate(phoenix_degraded_predictions_total[1m]))",
-      "sum(rate(phoenix_feature_store_errors_total[1m]))"], "reqps"),
-    ("PostgreSQL sink rows per second, duplicates skipped, retries",
-     ["sum(rate(phoenix_sink_rows_total[1m]))", "sum(rate(phoenix_sink_duplicates_total[1m]))",
-      "sum(rate(phoenix_sink_retries_total[1m]))"], "ops"),
-    ("Dependencies up (last readiness probe)",
-     ["min by (dependency) (phoenix_dependency_up)"], "short"),
-    ("Shadow predictions per second",
-     ["sum by (model, version) (rate(phoenix_shadow_predictions_total[1m]))"], "reqps"),
-    ("Requests per agent batch (p50)",
-     ["histogram_quantile(0.5, sum by (le) (rate(phoenix_batch_requests_bucket[1m])))"],
-     "short"),
+    (
+        "Requests per second by source",
+        ["sum by (source) (rate(phoenix_requests_total[1m]))"],
+        "reqps",
+    ),
+    (
+        "Predictions per second by variant",
+        ["sum by (model, version, variant) (rate(phoenix_predictions_total[1m]))"],
+        "reqps",
+    ),
+    (
+        "Dead letters per second by kind",
+        ["sum by (kind) (rate(phoenix_dead_letters_total[1m]))"],
+        "reqps",
+    ),
+    (
+        "Worker batch latency p50 / p99",
+        [f"histogram_quantile(0.5, {_LATENCY})", f"histogram_quantile(0.99, {_LATENCY})"],
+        "s",
+    ),
+    (
+        "Predictions on default features (share)",
+        [
+            "sum(rate(phoenix_defaulted_predictions_total[5m])) / "
+            "sum(rate(phoenix_predictions_total[5m]))"
+        ],
+        "percentunit",
+    ),
+    (
+        "Degraded predictions (feature store down) per second",
+        [
+            "sum(rate(phoenix_degraded_predictions_total[1m]))",
+            "sum(rate(phoenix_feature_store_errors_total[1m]))",
+        ],
+        "reqps",
+    ),
+    (
+        "PostgreSQL sink rows per second, duplicates skipped, retries",
+        [
+            "sum(rate(phoenix_sink_rows_total[1m]))",
+            "sum(rate(phoenix_sink_duplicates_total[1m]))",
+            "sum(rate(phoenix_sink_retries_total[1m]))",
+        ],
+        "ops",
+    ),
+    (
+        "Dependencies up (last readiness probe)",
+        ["min by (dependency) (phoenix_dependency_up)"],
+        "short",
+    ),
+    (
+        "Shadow predictions per second",
+        ["sum by (model, version) (rate(phoenix_shadow_predictions_total[1m]))"],
+        "reqps",
+    ),
+    (
+        "Requests per agent batch (p50)",
+        ["histogram_quantile(0.5, sum by (le) (rate(phoenix_batch_requests_bucket[1m])))"],
+        "short",
+    ),
 ]
 
 

@@ -25,22 +25,26 @@ def describe_models() -> list[dict[str, Any]]:
             except ModelLoadError as exc:
                 versions.append({"version": version, "error": str(exc)})
                 continue
-            versions.append({
-                "version": version,
-                "algorithm": manifest.algorithm,
-                "features": list(manifest.feature_names),
-                "threshold": manifest.output.threshold,
-                "metrics": dict(manifest.metrics),
-                "created_at": manifest.created_at,
-            })
-        out.append({
-            "name": name,
-            "champion": deployment.champion if deployment else None,
-            "challenger": deployment.challenger if deployment else None,
-            "strategy": deployment.strategy if deployment else None,
-            "challenger_share": deployment.challenger_share if deployment else None,
-            "versions": versions,
-        })
+            versions.append(
+                {
+                    "version": version,
+                    "algorithm": manifest.algorithm,
+                    "features": list(manifest.feature_names),
+                    "threshold": manifest.output.threshold,
+                    "metrics": dict(manifest.metrics),
+                    "created_at": manifest.created_at,
+                }
+            )
+        out.append(
+            {
+                "name": name,
+                "champion": deployment.champion if deployment else None,
+                "challenger": deployment.challenger if deployment else None,
+                "strategy": deployment.strategy if deployment else None,
+                "challenger_share": deployment.challenger_share if deployment else None,
+                "versions": versions,
+            }
+        )
     return out
 
 

@@ -59,7 +59,10 @@ def answer(scored: Scored) -> dict[str, Any]:
 def rejection_error(rejection: Rejection) -> tuple[int, dict[str, Any]]:
     """Status and JSON error body for a request the predictor could not serve."""
     return _STATUS.get(rejection.kind, 422), {
-        "error": rejection.error, "field": rejection.field, "kind": rejection.kind}
+        "error": rejection.error,
+        "field": rejection.field,
+        "kind": rejection.kind,
+    }
 
 
 async def score(requests: list[ParsedRequest]) -> Outcome | aiohttp_web.Response:
@@ -70,7 +73,8 @@ async def score(requests: list[ParsedRequest]) -> Outcome | aiohttp_web.Response
     outcome = await runtime.predictor.predict(requests, source="http", received_at=received_at)
     try:
         await asyncio.wait_for(
-            runtime.emitter.emit(prediction_records(outcome, runtime.topics)), EMIT_TIMEOUT_S)
+            runtime.emitter.emit(prediction_records(outcome, runtime.topics)), EMIT_TIMEOUT_S
+        )
     except TimeoutError:
         return json_error(503, "prediction could not be recorded on Kafka in time; retry")
     record_outcome_metrics(outcome, "http", time.time() - received_at)
@@ -78,8 +82,13 @@ async def score(requests: list[ParsedRequest]) -> Outcome | aiohttp_web.Response
 
 
 def _parse(item: Any, index: int | None = None) -> ParsedRequest:
-    return parse_request(item, default_model=settings.default_model, batch_index=index,
-                         require_request_id=False, id_factory=_new_id)
+    return parse_request(
+        item,
+        default_model=settings.default_model,
+        batch_index=index,
+        require_request_id=False,
+        id_factory=_new_id,
+    )
 
 
 @app.page("/v1/predict")
@@ -117,16 +126,21 @@ class PredictBatchView(web.View):  # type: ignore[misc]
         if not isinstance(items, list) or not items:
             return json_error(422, "must be a non-empty array of requests", "requests")
         if len(items) > settings.max_batch_requests:
-            return json_error(413, f"batch holds {len(items)} requests, over the limit of "
-                                   f"{settings.max_batch_requests}", "requests")
+            return json_error(
+                413,
+                f"batch holds {len(items)} requests, over the limit of "
+                f"{settings.max_batch_requests}",
+                "requests",
+            )
         parsed: list[ParsedRequest] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             try:
                 parsed.append(_parse(item, index))
             except ValidationError as exc:
-                errors.append({"index": index, "status": 422, "error": exc.message,
-                               "field": exc.field})
+                errors.append(
+                    {"index": index, "status": 422, "error": exc.message, "field": exc.field}
+                )
         outcome = await score(parsed)
         if isinstance(outcome, aiohttp_web.Response):
             return outcome

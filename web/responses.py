@@ -17,19 +17,22 @@ def json_response(body: Any, status: int = 200) -> aiohttp_web.Response:
     return aiohttp_web.Response(body=orjson.dumps(body), status=status, content_type=JSON)
 
 
-def json_error(status: int, error: str, field: str | None = None, **extra: Any
-               ) -> aiohttp_web.Response:
+def json_error(
+    status: int, error: str, field: str | None = None, **extra: Any
+) -> aiohttp_web.Response:
     """``{"error": ..., "field": ...}`` with ``status``; ``field`` is a dotted path."""
     body: dict[str, Any] = {"error": error, "field": field, **extra}
     return json_response(body, status)
 
 
-async def read_json(request: aiohttp_web.Request, max_bytes: int
-                    ) -> tuple[Any, aiohttp_web.Response | None]:
+async def read_json(
+    request: aiohttp_web.Request, max_bytes: int
+) -> tuple[Any, aiohttp_web.Response | None]:
     """The decoded body, or an error response (413 over ``max_bytes``, 400 bad JSON)."""
     if request.content_length is not None and request.content_length > max_bytes:
-        return None, json_error(413, f"body is {request.content_length} bytes, over the "
-                                     f"limit of {max_bytes}")
+        return None, json_error(
+            413, f"body is {request.content_length} bytes, over the limit of {max_bytes}"
+        )
     try:
         raw = await request.read()
     except aiohttp_web.HTTPRequestEntityTooLarge:

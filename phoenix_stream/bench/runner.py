@@ -163,7 +163,9 @@ class _BenchRun:
         """Start a worker and wait until it is ready; its ready time is recorded."""
         # Faust creates its datadir without parents.
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        worker = WorkerProcess(settings, self.work_dir / f"worker-{phase}.log")
+        log_path = self.work_dir / f"worker-{phase}.log"
+        log_path.unlink(missing_ok=True)  # readiness is read from this run's log only
+        worker = WorkerProcess(settings, log_path)
         self.workers.append(worker)
         worker.start()
         ready = await worker.wait_ready(WORKER_READY_TIMEOUT_S)
@@ -175,7 +177,9 @@ class _BenchRun:
         self, name: str, argv: list[str], env: dict[str, str] | None = None
     ) -> ChildProcess:
         """Start a helper process, logging to the work dir."""
-        child = ChildProcess(name, argv, self.work_dir / f"{name}.log", env)
+        log_path = self.work_dir / f"{name}.log"
+        log_path.unlink(missing_ok=True)
+        child = ChildProcess(name, argv, log_path, env)
         self.children.append(child)
         child.start()
         return child

@@ -36,23 +36,33 @@ async def seeded(services: ServiceAddresses) -> int:
     return await seed_feature_store(services.redis_url, SEEDED_ENTITIES)
 
 
-def make_settings(services: ServiceAddresses, models_dir: Path, state_dir: Path,
-                  **overrides: object) -> Settings:
+def make_settings(
+    services: ServiceAddresses, models_dir: Path, state_dir: Path, **overrides: object
+) -> Settings:
     """Settings for one test worker: own topic prefix, group id and web port."""
     tag = uuid.uuid4().hex[:8]
     values: dict[str, object] = {
-        "kafka_url": services.kafka_url, "redis_url": services.redis_url,
-        "postgres_dsn": services.postgres_dsn, "models_dir": models_dir,
-        "state_dir": state_dir, "app_id": f"test-{tag}", "topic_prefix": f"t{tag}.",
-        "topic_partitions": 2, "web_port": free_port(),
+        "kafka_url": services.kafka_url,
+        "redis_url": services.redis_url,
+        "postgres_dsn": services.postgres_dsn,
+        "models_dir": models_dir,
+        "state_dir": state_dir,
+        "app_id": f"test-{tag}",
+        "topic_prefix": f"t{tag}.",
+        "topic_partitions": 2,
+        "web_port": free_port(),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
-def worker_factory(services: ServiceAddresses, models_dir: Path, seeded: int,
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Factory]:
+def worker_factory(
+    services: ServiceAddresses,
+    models_dir: Path,
+    seeded: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[_Factory]:
     """Start workers with given setting overrides; all are stopped after the module."""
     factory = _Factory(services, models_dir, tmp_path_factory.mktemp("workers"))
     try:

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,27 +18,32 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.datagen import FEATURE_NAMES
-from phoenix_stream.services import ServiceAddresses
-from phoenix_stream.worker_process import WorkerProcess
+from phoenix_stream.services import ServiceAddresses, start_services, stop_services
 from phoenix_stream.testing import consume_json as consume
+from phoenix_stream.worker_process import WorkerProcess
 
 
 def request(i: int, run: str, entity: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"request_id": f"{run}-{i}", "entity_id": entity or f"c{i % 2000:06d}",
-            "features": {"credit_amount": 5.0 + i % 7, "duration_months": 24.0,
-                         "interest_rate": 7.5}, "sent_at": time.time(), **extra}
+    return {
+        "request_id": f"{run}-{i}",
+        "entity_id": entity or f"c{i % 2000:06d}",
+        "features": {"credit_amount": 5.0 + i % 7, "duration_months": 24.0, "interest_rate": 7.5},
+        "sent_at": time.time(),
+        **extra,
+    }
 
 
-async def rows_for(dsn: str, run: str, expected: int, timeout_s: float = 60.0
-                   ) -> list[asyncpg.Record]:
+async def rows_for(
+    dsn: str, run: str, expected: int, timeout_s: float = 60.0
+) -> list[asyncpg.Record]:
     """Prediction rows of this run, once ``expected`` are there (or at the timeout)."""
     connection = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             rows: list[asyncpg.Record] = await connection.fetch(
-                "SELECT * FROM predictions WHERE request_id LIKE $1 ORDER BY request_id",
-                f"{run}-%")
+                "SELECT * FROM predictions WHERE request_id LIKE $1 ORDER BY request_id", f"{run}-%"
+            )
             if len(rows) >= expected or time.monotonic() > deadline:
                 return rows
             await asyncio.sleep(0.3)
@@ -58,11 +64,13 @@ async def test_requests_become_predictions_and_rows(
     run = uuid.uuid4().hex[:8]
     sent = [request(i, run) for i in range(300)]
     for item in sent:
-        await producer.send(settings.topic("requests"), orjson.dumps(item),
-                            key=item["entity_id"].encode())
+        await producer.send(
+            settings.topic("requests"), orjson.dumps(item), key=item["entity_id"].encode()
+        )
     # The same record delivered twice (a producer retry): one row in PostgreSQL.
-    await producer.send(settings.topic("requests"), orjson.dumps(sent[0]),
-                        key=sent[0]["entity_id"].encode())
+    await producer.send(
+        settings.topic("requests"), orjson.dumps(sent[0]), key=sent[0]["entity_id"].encode()
+    )
     await producer.flush()
 
     predictions = await consume(settings.kafka_url, settings.topic("predictions"), 301)
@@ -112,17 +120,22 @@ async def test_bad_records_are_dead_lettered_and_good_ones_flow(
 
     dead = await consume(settings.kafka_url, settings.topic("dead-letters"), 6)
     by_kind = {(d["error_kind"], d["field"]) for d in dead}
-    assert by_kind == {("invalid_json", None), ("invalid_request", "entity_id"),
-                       ("invalid_request", "features.credit_amount"),
-                       ("unknown_model", "model"), ("unknown_feature", "features.colour")}
+    assert by_kind == {
+        ("invalid_json", None),
+        ("invalid_request", "entity_id"),
+        ("invalid_request", "features.credit_amount"),
+        ("unknown_model", "model"),
+        ("unknown_feature", "features.colour"),
+    }
     originals = {base64.b64decode(str(d["original_value"])) for d in dead}
     assert set(bad) <= originals
     in_batch = next(d for d in dead if d["batch_index"] == 1)
     assert orjson.loads(base64.b64decode(str(in_batch["original_value"]))) == batch[1]
     assert all(d["source_topic"] == topic and int(str(d["offset"])) >= 0 for d in dead)
 
-    predictions = await consume(settings.kafka_url, settings.topic("predictions"), 10_000,
-                                timeout_s=8)
+    predictions = await consume(
+        settings.kafka_url, settings.topic("predictions"), 10_000, timeout_s=8
+    )
     ours = {p["request_id"] for p in predictions if str(p["request_id"]).startswith(run)}
     assert ours == {f"{run}-{i}" for i in [*range(20), 100, 102]}
 
@@ -132,13 +145,52 @@ async def test_unknown_entity_gets_defaults_flagged(
 ) -> None:
     settings = worker.settings
     run = uuid.uuid4().hex[:8]
-    await producer.send(settings.topic("requests"),
-                        orjson.dumps(request(1, run, entity="never-seeded")), key=b"n")
+    await producer.send(
+        settings.topic("requests"), orjson.dumps(request(1, run, entity="never-seeded")), key=b"n"
+    )
     await producer.flush()
-    predictions = await consume(settings.kafka_url, settings.topic("predictions"), 10_000,
-                                timeout_s=8)
+    predictions = await consume(
+        settings.kafka_url, settings.topic("predictions"), 10_000, timeout_s=8
+    )
     [ours] = [p for p in predictions if p["request_id"] == f"{run}-1"]
-    assert ours["defaults_used"] == ["age", "annual_income", "employment_years",
-                                     "existing_debt", "late_payments_24m",
-                                     "open_credit_lines", "savings"]
+    assert ours["defaults_used"] == [
+        "age",
+        "annual_income",
+        "employment_years",
+        "existing_debt",
+        "late_payments_24m",
+        "open_credit_lines",
+        "savings",
+    ]
     assert ours["degraded"] is False
+
+
+async def test_postgres_outage_loses_and_duplicates_nothing(
+    worker: WorkerProcess,
+    producer: AIOKafkaProducer,
+    services: ServiceAddresses,
+    services_state_dir: Path,
+    managed_services: frozenset[str],
+) -> None:
+    if "postgres" not in managed_services:
+        pytest.skip("PostgreSQL is external (PHOENIX_POSTGRES_DSN): cannot stop it here")
+    settings = worker.settings
+    run = uuid.uuid4().hex[:8]
+    await asyncio.to_thread(stop_services, services_state_dir, ["postgres"])
+    try:
+        for i in range(200):
+            await producer.send(settings.topic("requests"), orjson.dumps(request(i, run)), key=b"k")
+        await producer.flush()
+        # Predictions keep flowing while the sink waits for PostgreSQL.
+        predictions = await consume(
+            settings.kafka_url, settings.topic("predictions"), 10_000, timeout_s=6
+        )
+        assert (
+            len({p["request_id"] for p in predictions if str(p["request_id"]).startswith(run)})
+            == 200
+        )
+    finally:
+        await asyncio.to_thread(start_services, services_state_dir, ["postgres"])
+    rows = await rows_for(services.postgres_dsn, run, 200)
+    assert len(rows) == 200 and len({r["request_id"] for r in rows}) == 200
+    assert worker.process is not None and worker.process.poll() is None

@@ -112,7 +112,7 @@ async def test_migrations_are_idempotent_and_recorded(conn: Any) -> None:
     assert await apply_migrations(conn) == [m.version for m in load_migrations()]
     assert await apply_migrations(conn) == []
     rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
-    assert [(r["version"], r["name"]) for r in rows][0] == (1, "predictions")
+    assert (rows[0]["version"], rows[0]["name"]) == (1, "predictions")
     indexes = {
         r["indexname"]
         for r in await conn.fetch(
@@ -244,7 +244,9 @@ async def test_outage_mid_way_loses_and_duplicates_nothing(
                 break
     assert after_up == 5
     assert sink.retries > 0  # the outage was really hit
-    assert inserted == len(sent)
+    # A commit whose acknowledgement was lost is retried and then skips those rows, so the
+    # inserted count may be short of what was sent; the stored ids below are the truth.
+    assert inserted <= len(sent)
     assert await sink.count_predictions() == len(sent) + 10
     check = await asyncpg.connect(services.postgres_dsn, server_settings={"search_path": schema})
     try:

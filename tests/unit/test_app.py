@@ -13,8 +13,14 @@ def test_registered_agents_topics_and_routes() -> None:
     agents = set(app.agents)
     assert agents == {"phoenix.inference", "phoenix.sink"}
     routes = {route for route, _ in _routes()}
-    assert {"/v1/predict", "/v1/predict/batch", "/v1/models", "/health", "/ready",
-            "/metrics"} <= routes
+    assert {
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/models",
+        "/health",
+        "/ready",
+        "/metrics",
+    } <= routes
     subscribed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
     assert subscribed == {settings.topic("requests"), settings.topic("predictions")}
 
@@ -24,26 +30,50 @@ def _routes() -> list[tuple[str, object]]:
 
 
 def test_project_commands_are_on_the_cli() -> None:
-    out = subprocess.run([sys.executable, "-m", "phoenix_stream", "--help"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "phoenix_stream", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     for command in ("worker", "services", "demo", "simulate", "bench", "seed", "train"):
         assert f"  {command}" in out, out
 
 
 def test_faust_variables_do_not_override_ours() -> None:
-    code = ("from phoenix_stream.app import app; "
-            "print(app.conf.broker[0], app.conf.web_port, app.conf.id)")
-    env = {**os.environ, "BROKER_URL": "kafka://elsewhere:1", "WEB_PORT": "1234",
-           "APP_ID_FORMAT": "{id}-oops", "PHOENIX_KAFKA_URL": "kafka://127.0.0.1:9999",
-           "PHOENIX_WEB_PORT": "7777"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env, timeout=60).stdout.split()
+    code = (
+        "from phoenix_stream.app import app; "
+        "print(app.conf.broker[0], app.conf.web_port, app.conf.id)"
+    )
+    env = {
+        **os.environ,
+        "BROKER_URL": "kafka://elsewhere:1",
+        "WEB_PORT": "1234",
+        "APP_ID_FORMAT": "{id}-oops",
+        "PHOENIX_KAFKA_URL": "kafka://127.0.0.1:9999",
+        "PHOENIX_WEB_PORT": "7777",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=60,
+    ).stdout.split()
     assert out == ["kafka://127.0.0.1:9999", "7777", "phoenix-stream"]
 
 
 def test_sink_can_be_left_out() -> None:
     code = "from phoenix_stream.app import app; print(sorted(app.agents))"
     env = {**os.environ, "PHOENIX_AGENTS": "inference"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env, timeout=60).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=60,
+    ).stdout.strip()
     assert out == "['phoenix.inference']"

@@ -20,8 +20,10 @@ def test_precedence_and_flags() -> None:
     overrides = [{"amount": 5.0, "income": 99.0}, {"amount": 7.0}, None]
     matrix = assemble(NAMES, DEFAULTS, stored, overrides, now=1010.0, max_age_s=100.0)
     assert matrix.values.dtype == np.float32
-    np.testing.assert_array_equal(matrix.values, np.array(
-        [[30.0, 99.0, 5.0], [40.0, 50.0, 7.0], [40.0, 50.0, 10.0]], dtype=np.float32))
+    np.testing.assert_array_equal(
+        matrix.values,
+        np.array([[30.0, 99.0, 5.0], [40.0, 50.0, 7.0], [40.0, 50.0, 10.0]], dtype=np.float32),
+    )
     assert matrix.defaults_used == [[], ["age", "income"], ["age", "income", "amount"]]
 
 

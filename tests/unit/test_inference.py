@@ -64,17 +64,27 @@ class Features:
         return [self.data.get(e) for e in entity_ids]
 
 
-def request(i: int, entity: str = "known", model: str = "m", **features: float
-            ) -> ParsedRequest:
+def request(i: int, entity: str = "known", model: str = "m", **features: float) -> ParsedRequest:
     return ParsedRequest(f"r{i}", entity, model, features or None, None, None)
 
 
-def predictor(features: Features, deployment: Deployment, *, unknown: EntityPolicy = "defaults",
-              down: EntityPolicy = "defaults", broken: frozenset[str] = frozenset()
-              ) -> Predictor:
-    return Predictor(Models(broken), features, {"m": deployment}.get,
-                     feature_max_age_s=60.0, unknown_entity_policy=unknown,
-                     redis_down_policy=down, clock=lambda: 1001.0)
+def predictor(
+    features: Features,
+    deployment: Deployment,
+    *,
+    unknown: EntityPolicy = "defaults",
+    down: EntityPolicy = "defaults",
+    broken: frozenset[str] = frozenset(),
+) -> Predictor:
+    return Predictor(
+        Models(broken),
+        features,
+        {"m": deployment}.get,
+        feature_max_age_s=60.0,
+        unknown_entity_policy=unknown,
+        redis_down_policy=down,
+        clock=lambda: 1001.0,
+    )
 
 
 STORE = {"known": StoredFeatures({"age": 30.0}, updated_at=1000.0)}
@@ -83,8 +93,9 @@ STORE = {"known": StoredFeatures({"age": 30.0}, updated_at=1000.0)}
 async def test_one_feature_read_per_batch_and_vectors() -> None:
     features = Features(STORE)
     p = predictor(features, Deployment("m", "1"))
-    outcome = await p.predict([request(1, amount=5.0), request(2, "nobody")],
-                              source="kafka", received_at=1000.5)
+    outcome = await p.predict(
+        [request(1, amount=5.0), request(2, "nobody")], source="kafka", received_at=1000.5
+    )
     assert features.calls == [["known", "nobody"]]
     first, second = outcome.served
     assert first.features == {"age": 30.0, "amount": 5.0} and first.defaults_used == []
@@ -99,37 +110,45 @@ async def test_rejections_name_the_problem() -> None:
     p = predictor(Features(STORE), Deployment("m", "1"), unknown="dead-letter")
     outcome = await p.predict(
         [request(1, model="nope"), request(2, colour=1.0), request(3, "nobody"), request(4)],
-        source="kafka", received_at=1000.0)
+        source="kafka",
+        received_at=1000.0,
+    )
     kinds = [(r.request.request_id, r.kind, r.field) for r in outcome.rejected]
-    assert kinds == [("r1", "unknown_model", "model"),
-                     ("r2", "unknown_feature", "features.colour"),
-                     ("r3", "unknown_entity", "entity_id")]
+    assert kinds == [
+        ("r1", "unknown_model", "model"),
+        ("r2", "unknown_feature", "features.colour"),
+        ("r3", "unknown_entity", "entity_id"),
+    ]
     assert [s.request.request_id for s in outcome.served] == ["r4"]
 
 
 async def test_feature_store_down_degrades_or_dead_letters() -> None:
     down = Features(STORE, down=True)
     degraded = await predictor(down, Deployment("m", "1")).predict(
-        [request(1)], source="http", received_at=1000.0)
+        [request(1)], source="http", received_at=1000.0
+    )
     assert degraded.served[0].degraded and degraded.served[0].defaults_used == ["age", "amount"]
     strict = await predictor(down, Deployment("m", "1"), down="dead-letter").predict(
-        [request(1)], source="http", received_at=1000.0)
+        [request(1)], source="http", received_at=1000.0
+    )
     assert not strict.served and strict.rejected[0].kind == "features_unavailable"
 
 
 async def test_ab_routes_by_entity_and_shadow_scores_challenger() -> None:
     entities = [f"e{i}" for i in range(400)]
     ab = predictor(Features({}), Deployment("m", "1", "2", "ab", 0.5))
-    outcome = await ab.predict([request(i, e) for i, e in enumerate(entities)],
-                               source="kafka", received_at=1000.0)
+    outcome = await ab.predict(
+        [request(i, e) for i, e in enumerate(entities)], source="kafka", received_at=1000.0
+    )
     variants = {s.request.entity_id: (s.variant, s.version) for s in outcome.served}
     assert set(variants.values()) == {("champion", "1"), ("challenger", "2")}
     again = await ab.predict([request(9, "e7")], source="kafka", received_at=1000.0)
     assert (again.served[0].variant, again.served[0].version) == variants["e7"]
 
     shadow = predictor(Features({}), Deployment("m", "1", "2", "shadow"))
-    outcome = await shadow.predict([request(1), request(2, "x")], source="kafka",
-                                   received_at=1000.0)
+    outcome = await shadow.predict(
+        [request(1), request(2, "x")], source="kafka", received_at=1000.0
+    )
     assert [(s.variant, s.version) for s in outcome.served] == [("champion", "1")] * 2
     assert [(s.variant, s.version) for s in outcome.shadow] == [("challenger", "2")] * 2
     assert outcome.shadow[0].score != outcome.served[0].score

@@ -38,8 +38,13 @@ def test_no_challenger_means_champion() -> None:
 def test_bucket_is_stable_across_processes() -> None:
     # Python's hash() is salted per process; the router's bucket must not be.
     code = "from phoenix_stream.router import bucket; print(repr(bucket('m', 'e42')))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, env={"PYTHONHASHSEED": "123"})
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    )
     assert float(other.stdout) == bucket("m", "e42")
     assert 0.0 <= bucket("m", "e42") < 1.0
     assert bucket("m", "e42") != bucket("other", "e42")

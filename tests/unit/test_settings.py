@@ -12,39 +12,50 @@ from phoenix_stream.settings import ENV, Settings
 
 
 def test_defaults_and_parsing(tmp_path: Path) -> None:
-    settings = Settings.from_env({
-        "PHOENIX_STATE_DIR": str(tmp_path),
-        "PHOENIX_WEB_PORT": "7001",
-        "PHOENIX_CHALLENGER_SHARE": "0.25",
-        "PHOENIX_STRATEGY": "Shadow",
-        "PHOENIX_TOPIC_PREFIX": "t1.",
-    })
+    settings = Settings.from_env(
+        {
+            "PHOENIX_STATE_DIR": str(tmp_path),
+            "PHOENIX_WEB_PORT": "7001",
+            "PHOENIX_CHALLENGER_SHARE": "0.25",
+            "PHOENIX_STRATEGY": "Shadow",
+            "PHOENIX_TOPIC_PREFIX": "t1.",
+        }
+    )
     assert settings.web_port == 7001 and settings.challenger_share == 0.25
     assert settings.strategy == "shadow"
     assert settings.topic("requests") == "t1.requests"
     assert settings.state_dir == tmp_path
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("PHOENIX_WEB_PORT", "eighty"),
-    ("PHOENIX_WEB_PORT", "0"),
-    ("PHOENIX_CHALLENGER_SHARE", "1.5"),
-    ("PHOENIX_STRATEGY", "random"),
-    ("PHOENIX_UNKNOWN_ENTITY_POLICY", "ignore"),
-    ("PHOENIX_KAFKA_URL", "localhost:9092"),
-    ("PHOENIX_HEARTBEAT_S", "60"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PHOENIX_WEB_PORT", "eighty"),
+        ("PHOENIX_WEB_PORT", "0"),
+        ("PHOENIX_CHALLENGER_SHARE", "1.5"),
+        ("PHOENIX_STRATEGY", "random"),
+        ("PHOENIX_UNKNOWN_ENTITY_POLICY", "ignore"),
+        ("PHOENIX_KAFKA_URL", "localhost:9092"),
+        ("PHOENIX_HEARTBEAT_S", "60"),
+    ],
+)
 def test_invalid_value_names_the_variable(variable: str, value: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value, "PHOENIX_STATE_DIR": str(tmp_path)})
 
 
 def test_embedded_addresses_fill_unset_urls(tmp_path: Path) -> None:
-    (tmp_path / "services.json").write_text(json.dumps({"services": {
-        "broker": {"url": "kafka://127.0.0.1:1111"},
-        "redis": {"url": "redis://127.0.0.1:2222/0"},
-        "postgres": {"url": "postgresql://postgres@127.0.0.1:3333/phoenix"},
-    }}))
+    (tmp_path / "services.json").write_text(
+        json.dumps(
+            {
+                "services": {
+                    "broker": {"url": "kafka://127.0.0.1:1111"},
+                    "redis": {"url": "redis://127.0.0.1:2222/0"},
+                    "postgres": {"url": "postgresql://postgres@127.0.0.1:3333/phoenix"},
+                }
+            }
+        )
+    )
     env = {"PHOENIX_STATE_DIR": str(tmp_path), "PHOENIX_REDIS_URL": "redis://elsewhere:1/0"}
     settings = Settings.from_env(env)
     assert settings.kafka_url == "kafka://127.0.0.1:1111"

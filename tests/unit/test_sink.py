@@ -159,6 +159,17 @@ def test_permanent_errors(exc: BaseException | None) -> None:
     assert not is_transient(exc)
 
 
+def test_interface_error_from_a_lost_connection_is_transient() -> None:
+    lost = asyncpg.exceptions.InterfaceError(
+        "cannot call Transaction.__aexit__(): the underlying connection is closed"
+    )
+    lost.__context__ = asyncpg.exceptions.ConnectionDoesNotExistError("closed mid-operation")
+    assert is_transient(lost)
+    misuse = asyncpg.exceptions.InterfaceError("another operation is in progress")
+    misuse.__context__ = ValueError("unrelated")
+    assert not is_transient(misuse)
+
+
 def test_backoff_grows_is_capped_and_jittered() -> None:
     rng = random.Random(5)
     for attempt, ceiling in [(0, 0.2), (1, 0.4), (2, 0.8), (4, 3.2), (5, 5.0), (500, 5.0)]:

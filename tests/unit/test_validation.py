@@ -26,14 +26,19 @@ def test_single_request_gets_default_model() -> None:
 
 
 def test_batch_rejects_only_the_bad_item() -> None:
-    raw = orjson.dumps([
-        {"request_id": "a", "entity_id": "e"},
-        {"request_id": "b"},
-        {"request_id": "c", "entity_id": "e", "model": "other"},
-    ])
+    raw = orjson.dumps(
+        [
+            {"request_id": "a", "entity_id": "e"},
+            {"request_id": "b"},
+            {"request_id": "c", "entity_id": "e", "model": "other"},
+        ]
+    )
     items = decode(raw)
-    assert [type(i).__name__ for i in items] == ["ParsedRequest", "RejectedRequest",
-                                                 "ParsedRequest"]
+    assert [type(i).__name__ for i in items] == [
+        "ParsedRequest",
+        "RejectedRequest",
+        "ParsedRequest",
+    ]
     bad = items[1]
     assert isinstance(bad, RejectedRequest)
     assert bad.field == "entity_id" and bad.batch_index == 1
@@ -41,23 +46,35 @@ def test_batch_rejects_only_the_bad_item() -> None:
     assert isinstance(items[2], ParsedRequest) and items[2].model == "other"
 
 
-@pytest.mark.parametrize(("raw", "kind", "field"), [
-    (b'{"request_id": "r", ', "invalid_json", None),
-    (b"\xff\xfe", "invalid_json", None),
-    (b"[]", "invalid_request", None),
-    (b'"just a string"', "invalid_request", "$"),
-    (b'{"entity_id": "e"}', "invalid_request", "request_id"),
-    (b'{"request_id": "r", "entity_id": true}', "invalid_request", "entity_id"),
-    (b'{"request_id": "r", "entity_id": "e", "features": [1]}', "invalid_request", "features"),
-    (b'{"request_id": "r", "entity_id": "e", "features": {"x": "1"}}', "invalid_request",
-     "features.x"),
-    (b'{"request_id": "r", "entity_id": "e", "features": {"x": NaN}}', "invalid_request",
-     "features.x"),
-    (b'{"request_id": "r", "entity_id": "e", "features": {"x": Infinity}}', "invalid_request",
-     "features.x"),
-    (b'{"request_id": "r", "entity_id": "e", "colour": "red"}', "invalid_request", "colour"),
-    (b'{"request_id": "r", "entity_id": "e", "model": 3}', "invalid_request", "model"),
-])
+@pytest.mark.parametrize(
+    ("raw", "kind", "field"),
+    [
+        (b'{"request_id": "r", ', "invalid_json", None),
+        (b"\xff\xfe", "invalid_json", None),
+        (b"[]", "invalid_request", None),
+        (b'"just a string"', "invalid_request", "$"),
+        (b'{"entity_id": "e"}', "invalid_request", "request_id"),
+        (b'{"request_id": "r", "entity_id": true}', "invalid_request", "entity_id"),
+        (b'{"request_id": "r", "entity_id": "e", "features": [1]}', "invalid_request", "features"),
+        (
+            b'{"request_id": "r", "entity_id": "e", "features": {"x": "1"}}',
+            "invalid_request",
+            "features.x",
+        ),
+        (
+            b'{"request_id": "r", "entity_id": "e", "features": {"x": NaN}}',
+            "invalid_request",
+            "features.x",
+        ),
+        (
+            b'{"request_id": "r", "entity_id": "e", "features": {"x": Infinity}}',
+            "invalid_request",
+            "features.x",
+        ),
+        (b'{"request_id": "r", "entity_id": "e", "colour": "red"}', "invalid_request", "colour"),
+        (b'{"request_id": "r", "entity_id": "e", "model": 3}', "invalid_request", "model"),
+    ],
+)
 def test_bad_records_name_kind_and_field(raw: bytes, kind: str, field: str | None) -> None:
     [item] = decode(raw)
     assert isinstance(item, RejectedRequest), item
@@ -78,8 +95,12 @@ def test_size_and_batch_limits() -> None:
 
 
 def test_http_requests_get_generated_ids() -> None:
-    parsed = parse_request({"entity_id": 42}, default_model="m", require_request_id=False,
-                           id_factory=lambda: "generated")
+    parsed = parse_request(
+        {"entity_id": 42},
+        default_model="m",
+        require_request_id=False,
+        id_factory=lambda: "generated",
+    )
     assert parsed.request_id == "generated" and parsed.entity_id == "42"
     with pytest.raises(ValidationError) as info:
         parse_request({"entity_id": "e"}, default_model="m")
@@ -91,7 +112,10 @@ def test_original_bytes_of_batch_item_is_the_item() -> None:
     item = items[0]
     assert isinstance(item, ParsedRequest)
     assert orjson.loads(item.original_bytes(b"ignored")) == {
-        "request_id": "a", "entity_id": "e", "sent_at": 1.5}
+        "request_id": "a",
+        "entity_id": "e",
+        "sent_at": 1.5,
+    }
     [single] = decode(b'{"request_id": "a", "entity_id": "e"}')
     assert isinstance(single, ParsedRequest)
     assert single.original_bytes(b"whole record") == b"whole record"
