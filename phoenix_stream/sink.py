@@ -171,26 +171,39 @@ SELECT request_id, entity_id, model, version, variant, score, label, features, d
 FROM phoenix_predictions_staging
 ON CONFLICT (request_id) DO NOTHING
 """
-# Errors after which the same write can succeed later: the server is gone, restarting,
-# shutting down, overloaded, or the connection broke. Anything else (bad data, a schema
-# problem) would fail again, so it is raised at once.
-_TRANSIENT: tuple[type[BaseException], ...] = (
+# Everything the driver raises: server errors, client-side errors, socket errors.
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable; TimeoutError is an OSError too
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+# Server errors after which the same write can succeed later: the server is gone,
+# restarting, shutting down or overloaded, or the connection broke.
+_TRANSIENT_SERVER: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
     asyncpg.exceptions.OperatorInterventionError,  # 57: admin shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
     asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
 )
+# Client errors that a retry cannot fix: bad data or configuration, missing features.
+_PERMANENT_CLIENT: tuple[type[BaseException], ...] = (
+    ValueError,  # asyncpg's client-side DataError and ClientConfigurationError
+    asyncpg.exceptions.UnsupportedClientFeatureError,
+    asyncpg.exceptions.UnsupportedServerFeatureError,
+)
 
 
 def is_transient(exc: BaseException | None) -> bool:
     """True if ``exc`` (usually a SinkError's cause) means a retry may succeed."""
-    if isinstance(exc, _TRANSIENT):
+    if isinstance(exc, (OSError, *_TRANSIENT_SERVER)):
         return True
-    # asyncpg reports a connection lost inside ``async with conn.transaction()`` as an
-    # InterfaceError from the block's exit ("the underlying connection is closed"); the
-    # loss itself is that error's context.
-    return isinstance(exc, asyncpg.InterfaceError) and is_transient(exc.__context__)
+    # When the server vanishes mid-operation asyncpg also raises client-side errors:
+    # InterfaceError "the underlying connection is closed" from a transaction block, and
+    # InternalClientError "cannot switch to state ..." after a COPY cut short. The write
+    # discards that connection, so a retry starts on a fresh one.
+    client_errors = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
+    return isinstance(exc, client_errors) and not isinstance(exc, _PERMANENT_CLIENT)
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -290,7 +303,7 @@ class PredictionSink(Service):
                 )
                 async with pool.acquire(timeout=self.command_timeout_s) as conn:
                     applied = await apply_migrations(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _DRIVER_ERRORS as exc:
                 if pool is not None:
                     pool.terminate()
                 raise SinkError(f"cannot open PostgreSQL at {_redact(self.dsn)}: {exc!r}") from exc
@@ -328,10 +341,17 @@ class PredictionSink(Service):
             return 0
         pool = await self._open()
         try:
-            async with pool.acquire(timeout=self.command_timeout_s) as conn, conn.transaction():
-                await conn.copy_records_to_table(_STAGING, records=records, columns=COLUMNS)
-                status: str = await conn.execute(_INSERT_FROM_STAGING)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            async with pool.acquire(timeout=self.command_timeout_s) as conn:
+                try:
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(_STAGING, records=records, columns=COLUMNS)
+                        status: str = await conn.execute(_INSERT_FROM_STAGING)
+                except BaseException:
+                    # A write cut short (server killed mid-COPY) can leave asyncpg's protocol
+                    # state confused on a connection that still looks open; never reuse it.
+                    conn.terminate()
+                    raise
+        except _DRIVER_ERRORS as exc:
             raise SinkError(f"writing {len(records)} predictions failed: {exc!r}") from exc
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
@@ -390,7 +410,7 @@ class PredictionSink(Service):
         try:
             async with pool.acquire(timeout=self.connect_timeout_s) as conn:
                 return bool(await conn.fetchval("SELECT 1", timeout=self.connect_timeout_s) == 1)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _DRIVER_ERRORS as exc:
             log.debug("PostgreSQL ping failed: %r", exc)
             return False
 
@@ -404,7 +424,7 @@ class PredictionSink(Service):
                 return int(
                     await conn.fetchval("SELECT count(*) FROM predictions WHERE model = $1", model)
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _DRIVER_ERRORS as exc:
             raise SinkError(f"counting predictions failed: {exc!r}") from exc
 
 

@@ -7,7 +7,9 @@ source scripts/_venv.sh
 
 ruff check .
 ruff format --check .
-mypy
+# mypy reads the strict editable install's link tree, where agents/, tables/ and web/
+# are phoenix_stream.agents, ... (the repository folders alone are not a package).
+MYPYPATH="$(ls -d build/__editable__.phoenix_stream-*-py3-none-any)" mypy
 set +e
 pytest "$@"
 code=$?

@@ -12,6 +12,7 @@ from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
 from phoenix_stream.router import Deployment
+from phoenix_stream.transport import kafka_producer
 from phoenix_stream.web.responses import json_response
 
 # A readiness probe must answer fast even when a dependency hangs, seconds.
@@ -19,7 +20,7 @@ PROBE_TIMEOUT_S = 1.0
 
 
 @app.page("/health")
-class HealthView(web.View):  # type: ignore[misc]
+class HealthView(web.View):
     """Liveness: the worker's event loop answers."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
@@ -50,8 +51,10 @@ async def readiness() -> dict[str, str]:
     }
     results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
     failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
-    if app.producer._producer is None:
-        failing["kafka"] = "producer not started"
+    try:
+        kafka_producer(app)
+    except RuntimeError as exc:
+        failing["kafka"] = str(exc)
     default = Deployment.from_settings(settings)
     for version in filter(None, (default.champion, default.challenger)):
         try:
@@ -62,7 +65,7 @@ async def readiness() -> dict[str, str]:
 
 
 @app.page("/ready")
-class ReadyView(web.View):  # type: ignore[misc]
+class ReadyView(web.View):
     """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer, else 503."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
@@ -74,7 +77,7 @@ class ReadyView(web.View):  # type: ignore[misc]
 
 
 @app.page("/metrics")
-class MetricsView(web.View):  # type: ignore[misc]
+class MetricsView(web.View):
     """Prometheus text exposition of ``phoenix_stream.metrics``."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:

@@ -49,7 +49,7 @@ def describe_models() -> list[dict[str, Any]]:
 
 
 @app.page("/v1/models")
-class ModelsView(web.View):  # type: ignore[misc]
+class ModelsView(web.View):
     """List the servable models."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:

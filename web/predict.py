@@ -92,7 +92,7 @@ def _parse(item: Any, index: int | None = None) -> ParsedRequest:
 
 
 @app.page("/v1/predict")
-class PredictView(web.View):  # type: ignore[misc]
+class PredictView(web.View):
     """Score one request: ``{request_id?, entity_id, model?, features?}``."""
 
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
@@ -114,7 +114,7 @@ class PredictView(web.View):  # type: ignore[misc]
 
 
 @app.page("/v1/predict/batch")
-class PredictBatchView(web.View):  # type: ignore[misc]
+class PredictBatchView(web.View):
     """Score a list of requests (``[...]`` or ``{"requests": [...]}``) in one batch."""
 
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:

@@ -138,6 +138,10 @@ def test_empty_batch() -> None:
         asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
         asyncpg.exceptions.TooManyConnectionsError("too many clients"),
         asyncpg.exceptions.DeadlockDetectedError("deadlock"),
+        asyncpg.exceptions.InterfaceError(
+            "cannot call Transaction.__aexit__(): the underlying connection is closed"
+        ),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15"),
     ],
 )
 def test_transient_errors(exc: BaseException) -> None:
@@ -150,24 +154,15 @@ def test_transient_errors(exc: BaseException) -> None:
         None,
         asyncpg.exceptions.UndefinedTableError("no predictions table"),
         asyncpg.exceptions.DataError("bad value"),
-        asyncpg.exceptions.InterfaceError("pool is closing"),
+        asyncpg.exceptions._base.DataError("invalid input for query argument $1"),
+        asyncpg.exceptions.ClientConfigurationError("bad option"),
+        asyncpg.exceptions.UnsupportedServerFeatureError("no such feature"),
         SinkError("migration changed"),
         ValueError("x"),
     ],
 )
 def test_permanent_errors(exc: BaseException | None) -> None:
     assert not is_transient(exc)
-
-
-def test_interface_error_from_a_lost_connection_is_transient() -> None:
-    lost = asyncpg.exceptions.InterfaceError(
-        "cannot call Transaction.__aexit__(): the underlying connection is closed"
-    )
-    lost.__context__ = asyncpg.exceptions.ConnectionDoesNotExistError("closed mid-operation")
-    assert is_transient(lost)
-    misuse = asyncpg.exceptions.InterfaceError("another operation is in progress")
-    misuse.__context__ = ValueError("unrelated")
-    assert not is_transient(misuse)
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
