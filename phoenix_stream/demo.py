@@ -9,6 +9,7 @@ at the end. Everything it started is stopped again, also on Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import statistics
@@ -72,7 +73,7 @@ async def _watch(settings: Settings, watcher: Watcher, stop: asyncio.Event) -> N
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
         enable_auto_commit=False,
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=10,
     )
     await consumer.start()
     try:
@@ -124,6 +125,8 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
     own_services = not all(
         os.environ.get(ENV[name]) for name in ("kafka_url", "redis_url", "postgres_dsn")
     )
+    # The demo's own Kafka clients would print their group and subscription tables.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if task is not None:

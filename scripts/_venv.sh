@@ -19,11 +19,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$(pick_python)" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
 fi
-# Reinstall when pyproject.toml or the set of modules changed: the strict editable
-# install links each file, so a new module needs a new install (mypy needs it so).
-stamp=$( (cat pyproject.toml; find phoenix_stream agents tables web -name '*.py' -o -name '*.sql' | sort) | sha256sum | cut -c1-16)
+# Reinstall when pyproject.toml changed. The editable install maps agents/, tables/ and
+# web/ to phoenix_stream.agents, ... with an import hook, so new modules need nothing.
+stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$VENV/.phoenix-stamp" 2>/dev/null)" != "$stamp" ]; then
-  "$VENV/bin/python" -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev]' 2> "$VENV/pip-install.log" ||
+    { cat "$VENV/pip-install.log" >&2; exit 1; }
   echo "$stamp" > "$VENV/.phoenix-stamp"
 fi
 export PATH="$PWD/$VENV/bin:$PATH"

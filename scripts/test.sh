@@ -7,9 +7,13 @@ source scripts/_venv.sh
 
 ruff check .
 ruff format --check .
-# mypy reads the strict editable install's link tree, where agents/, tables/ and web/
-# are phoenix_stream.agents, ... (the repository folders alone are not a package).
-MYPYPATH="$(ls -d build/__editable__.phoenix_stream-*-py3-none-any)" mypy
+# mypy cannot follow the editable install's import hook, and the repository folders
+# alone are not one package: it checks a plain build of the package instead, where
+# agents/, tables/ and web/ are phoenix_stream.agents, ... as users import them.
+rm -rf build/typecheck && mkdir -p build
+python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck . \
+  2> build/typecheck.log || { cat build/typecheck.log >&2; exit 1; }
+MYPYPATH=build/typecheck mypy
 set +e
 pytest "$@"
 code=$?
