@@ -6,7 +6,7 @@ pick_python() {
   if [ -n "${PHOENIX_PYTHON:-}" ]; then echo "$PHOENIX_PYTHON"; return; fi
   for candidate in python3.12 python3.11 python3; do
     if command -v "$candidate" >/dev/null 2>&1 &&
-       "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
+       "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))' 2>/dev/null; then
       echo "$candidate"; return
     fi
   done
