@@ -94,10 +94,11 @@ requests_topic = app.topic(
     value_serializer="raw",
     partitions=settings.topic_partitions,
 )
+# Read raw by the sink, which dead-letters what it cannot decode (schema: Prediction).
 predictions_topic = app.topic(
     settings.topic("predictions"),
-    key_type=str,
-    value_type=Prediction,
+    key_serializer="raw",
+    value_serializer="raw",
     partitions=settings.topic_partitions,
 )
 shadow_predictions_topic = app.topic(

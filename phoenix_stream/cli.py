@@ -28,8 +28,9 @@ def worker_argv(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``phoenix-stream`` console script."""
+    args = worker_argv(sys.argv[1:] if argv is None else argv)
+    # Faust picks its event loop from sys.argv when ``faust`` is first imported.
+    sys.argv = [sys.argv[0], *args]
     from phoenix_stream.app import app  # settings are read here, not at import of cli
 
-    args = worker_argv(sys.argv[1:] if argv is None else argv)
-    sys.argv = [sys.argv[0], *args]
     app.main()

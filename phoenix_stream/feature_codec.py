@@ -2,11 +2,13 @@
 
 A value is compact JSON, ``{"v": 1, "t": <updated_at>, "f": {<name>: <value>, ...}}``, written
 and read with orjson. Chosen by ``scripts/bench_feature_encoding.py`` (MGET of 512 keys, 12
-features, decoded and type-checked into named features): orjson JSON read about 1.6x the
-keys/s of a msgpack map, whose decoder allocates every key string anew where orjson caches
-them. Packed float32 with a schema id is faster only when the caller takes the bare vector
-in the stored order; with names restored it ties JSON, and it needs a schema registry beside
-Redis. JSON is also readable with ``redis-cli GET``.
+features, each value decoded and checked into named features): orjson JSON read 1.1x to
+1.6x the keys/s of a msgpack map over three runs (msgpack allocates every key string anew,
+orjson caches them), and 2x or more the standard library's json. Packed float32 with a schema id
+read 1.2x to 1.7x JSON with names restored (2x as a bare vector), but needs a schema
+registry beside Redis and rounds to float32; the feature read is not the bottleneck
+(DESIGN 8), so the self-describing format won. JSON is also readable with
+``redis-cli GET``.
 """
 
 from __future__ import annotations

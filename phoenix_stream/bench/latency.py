@@ -31,10 +31,22 @@ class LatencyResult:
     received: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     rate_rps: float = 0.0  # the rate actually produced
+    # Where the time went, per counted prediction (ms), from its received_at/predicted_at:
+    # sent -> taken by the worker's batch, taken -> scored, scored -> seen here.
+    parts_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {"to_worker": [], "in_worker": [], "to_client": []}
+    )
 
     def p(self, q: float) -> float:
         """Latency percentile q (0..100), ms."""
         return percentile(self.latencies_ms, q)
+
+    def breakdown(self) -> dict[str, float]:
+        """Median (p50, ms) of each part of the latency."""
+        return {
+            f"{name}_p50_ms": round(percentile(values, 50), 2)
+            for name, values in self.parts_ms.items()
+        }
 
 
 async def _collect(
@@ -56,6 +68,15 @@ async def _collect(
                 sent_at = data.get("sent_at")
                 if isinstance(sent_at, float) and sent_at >= counted_from[0]:
                     result.latencies_ms.append((now - sent_at) * 1000.0)
+                    _split(result.parts_ms, data, sent_at, now)
+
+
+def _split(parts: dict[str, list[float]], data: dict[str, Any], sent_at: float, now: float) -> None:
+    received_at, predicted_at = data.get("received_at"), data.get("predicted_at")
+    if isinstance(received_at, float) and isinstance(predicted_at, float):
+        parts["to_worker"].append((received_at - sent_at) * 1000.0)
+        parts["in_worker"].append((predicted_at - received_at) * 1000.0)
+        parts["to_client"].append((now - predicted_at) * 1000.0)
 
 
 async def measure_latency(

@@ -139,6 +139,15 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
     ).rstrip()
 
 
+def _breakdown(parts: Any) -> str:
+    if not isinstance(parts, Mapping) or not parts:
+        return ""
+    text = ", ".join(
+        f"{name.removesuffix('_p50_ms')} {float(value):.1f}" for name, value in parts.items()
+    )
+    return f"\n  p50 parts (ms): {text}"
+
+
 def format_table(result: Mapping[str, Any]) -> str:
     """The human-readable summary of a bench result (the JSON dict), one string."""
     base = float(result["baseline_rps"])
@@ -168,7 +177,7 @@ def format_table(result: Mapping[str, Any]) -> str:
         "",
         f"e2e latency at {float(result['e2e_rate_rps']):.0f} req/s: p50 "
         f"{float(result['e2e_p50_ms']):.1f} ms, p99 {float(result['e2e_p99_ms']):.1f} ms "
-        f"({result['e2e_samples']} samples)",
+        f"({result['e2e_samples']} samples)" + _breakdown(result.get("e2e_breakdown")),
         f"HTTP POST /v1/predict, {result['http_connections']} connections: worker "
         f"{float(result['http_rps']):,.0f} req/s (p99 {float(result['http_p99_ms']):.1f} ms), "
         f"bare aiohttp {float(result['http_baseline_rps']):,.0f} req/s "

@@ -151,6 +151,8 @@ async def test_dead_redis_fails_fast_then_recovers_without_a_new_store(
         log.info("get_many with Redis down failed in %.3f s", time.perf_counter() - start)
         assert info.value.__cause__ is not None
         assert await asyncio.wait_for(store.ping(), timeout=5.0) is False
+        with pytest.raises(FeatureStoreError):
+            await asyncio.wait_for(store.put_many({"c": {"x": 3.0}}), timeout=5.0)
     finally:
         again = await asyncio.to_thread(start_services, services_state_dir, ["redis"])
     assert again.redis_url == services.redis_url
@@ -166,11 +168,11 @@ async def test_unresponsive_redis_times_out_instead_of_hanging(
 ) -> None:
     await store.put_many({"a": {"x": 1.0}}, updated_at=1.0)
     # CLIENT PAUSE: the server accepts connections but answers no command for 2 s.
-    await raw_redis.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+    await raw_redis.client_pause(2000, all=True)
     start = time.perf_counter()
     with pytest.raises(FeatureStoreError) as info:
         await asyncio.wait_for(store.get_many(["a"]), timeout=5.0)
     log.info("get_many with Redis paused failed in %.3f s", time.perf_counter() - start)
     assert "Timeout" in repr(info.value.__cause__)
-    await raw_redis.execute_command("CLIENT", "UNPAUSE")
+    await raw_redis.client_unpause()
     assert await store.get_many(["a"]) == [StoredFeatures({"x": 1.0}, 1.0)]

@@ -194,3 +194,46 @@ async def test_postgres_outage_loses_and_duplicates_nothing(
     rows = await rows_for(services.postgres_dsn, run, 200)
     assert len(rows) == 200 and len({r["request_id"] for r in rows}) == 200
     assert worker.process is not None and worker.process.poll() is None
+
+
+async def test_sink_survives_bad_prediction_records(
+    worker: WorkerProcess, producer: AIOKafkaProducer, services: ServiceAddresses
+) -> None:
+    settings = worker.settings
+    run = uuid.uuid4().hex[:8]
+    topic = settings.topic("predictions")
+    good = {
+        "request_id": f"{run}-ok",
+        "entity_id": "e",
+        "model": "m",
+        "version": "1",
+        "variant": "champion",
+        "score": 0.5,
+        "label": 1,
+        "features": {},
+        "defaults_used": [],
+        "degraded": False,
+        "source": "kafka",
+        "received_at": 1.0,
+        "predicted_at": 1.1,
+        "latency_ms": 100.0,
+        "sent_at": None,
+    }
+    await producer.send(topic, b"not json at all", key=b"e")
+    await producer.send(topic, b"[1, 2]", key=b"e")
+    await producer.send(
+        topic, orjson.dumps({**good, "request_id": f"{run}-bad", "score": "high"}), key=b"e"
+    )
+    await producer.send(topic, orjson.dumps(good), key=b"e")
+    await producer.flush()
+    rows = await rows_for(services.postgres_dsn, run, 1)
+    assert [r["request_id"] for r in rows] == [f"{run}-ok"]
+    dead = await consume(settings.kafka_url, settings.topic("dead-letters"), 10_000, timeout_s=5)
+    mine = {(d["error_kind"], d["field"]): d for d in dead if d["source_topic"] == topic}
+    assert set(mine) == {
+        ("invalid_json", None),
+        ("invalid_prediction", None),
+        ("invalid_prediction", "score"),
+    }
+    bad = mine[("invalid_prediction", "score")]
+    assert orjson.loads(base64.b64decode(str(bad["original_value"])))["score"] == "high"

@@ -1,130 +1,18 @@
-"""Sink logic that needs no PostgreSQL: row conversion, retry classification, backoff.
+"""Sink logic that needs no PostgreSQL: retry classification, backoff, construction.
 
-Writes, idempotence and outages against the real server are in tests/integration/test_sink.py.
+Writes, idempotence and outages against the real server:
+tests/integration/test_prediction_sink.py.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
-import numpy as np
 import pytest
 
-from phoenix_stream.exceptions import SinkError, ValidationError
-from phoenix_stream.sink import (
-    COLUMNS,
-    PredictionSink,
-    backoff_delay,
-    is_transient,
-    prediction_records,
-)
-
-
-def row(**changes: Any) -> dict[str, Any]:
-    """A valid prediction row, with ``changes`` applied."""
-    base: dict[str, Any] = {
-        "request_id": "r-1",
-        "entity_id": "e-1",
-        "model": "credit",
-        "version": "3",
-        "variant": "champion",
-        "score": 0.75,
-        "label": 1,
-        "features": {"age": 31.0, "income": 52_000.0},
-        "defaults_used": ["income"],
-        "degraded": False,
-        "source": "kafka",
-        "received_at": 1_700_000_000.25,
-        "predicted_at": 1_700_000_000.5,
-        "latency_ms": 250.0,
-    }
-    base.update(changes)
-    return base
-
-
-def test_record_follows_columns_order() -> None:
-    (record,) = prediction_records([row()])
-    assert len(record) == len(COLUMNS)
-    as_dict = dict(zip(COLUMNS, record, strict=True))
-    assert as_dict["features"] == '{"age":31.0,"income":52000.0}'
-    assert as_dict["defaults_used"] == ["income"]
-    assert as_dict["received_at"] == 1_700_000_000.25
-    assert {k: as_dict[k] for k in ("request_id", "label", "degraded")} == {
-        "request_id": "r-1",
-        "label": 1,
-        "degraded": False,
-    }
-
-
-def test_numpy_scalars_and_ints_are_converted() -> None:
-    (record,) = prediction_records(
-        [
-            row(
-                score=np.float32(0.5),
-                label=np.int64(0),
-                degraded=np.bool_(True),
-                features={"a": np.float32(1.5), "b": np.float64(2.0)},
-                received_at=1_700_000_000,
-            )
-        ]
-    )
-    as_dict = dict(zip(COLUMNS, record, strict=True))
-    assert type(as_dict["score"]) is float and as_dict["score"] == 0.5
-    assert type(as_dict["label"]) is int and as_dict["label"] == 0
-    assert as_dict["degraded"] is True
-    assert as_dict["features"] == '{"a":1.5,"b":2.0}'
-    assert type(as_dict["received_at"]) is float
-
-
-def test_none_is_stored_as_null_except_request_id() -> None:
-    nullable = {key: None for key in COLUMNS if key != "request_id"}
-    (record,) = prediction_records([row(**nullable)])
-    assert record == ("r-1",) + (None,) * (len(COLUMNS) - 1)
-
-
-def test_non_finite_feature_becomes_json_null() -> None:
-    (record,) = prediction_records([row(features={"a": float("nan")})])
-    assert record[COLUMNS.index("features")] == '{"a":null}'
-
-
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"request_id": ""}, "rows[1].request_id"),
-        ({"request_id": 7}, "rows[1].request_id"),
-        ({"request_id": "a\x00b"}, "rows[1].request_id"),
-        ({"model": 3}, "rows[1].model"),
-        ({"source": "k\x00"}, "rows[1].source"),
-        ({"score": "0.5"}, "rows[1].score"),
-        ({"score": True}, "rows[1].score"),
-        ({"label": 1.0}, "rows[1].label"),
-        ({"label": False}, "rows[1].label"),
-        ({"features": [1.0]}, "rows[1].features"),
-        ({"features": {"a": object()}}, "rows[1].features"),
-        ({"defaults_used": "income"}, "rows[1].defaults_used"),
-        ({"defaults_used": [1]}, "rows[1].defaults_used"),
-        ({"degraded": "no"}, "rows[1].degraded"),
-        ({"predicted_at": "now"}, "rows[1].predicted_at"),
-    ],
-)
-def test_bad_value_names_row_and_field(changes: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        prediction_records([row(), row(**changes)])
-    assert info.value.field == field
-
-
-def test_missing_key_names_row_and_field() -> None:
-    bad = row()
-    del bad["latency_ms"]
-    with pytest.raises(ValidationError) as info:
-        prediction_records([bad])
-    assert info.value.field == "rows[0].latency_ms"
-
-
-def test_empty_batch() -> None:
-    assert prediction_records([]) == []
+from phoenix_stream.exceptions import SinkError
+from phoenix_stream.sink import PredictionSink, _redact, backoff_delay, is_transient
 
 
 @pytest.mark.parametrize(
@@ -185,3 +73,19 @@ async def test_sink_before_start_is_not_ready_and_does_not_ping() -> None:
     assert sink.ready is False
     assert await sink.ping() is False
     assert await sink.write([]) == 0  # nothing to write needs no connection
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "postgresql://postgres@127.0.0.1:5432/phoenix",
+            "postgresql://postgres@127.0.0.1:5432/phoenix",
+        ),
+        ("postgresql://bob:pw@db:5432/phoenix", "postgresql://bob:***@db:5432/phoenix"),
+        ("postgresql://bob:p@ss@db/phoenix", "postgresql://bob:***@db/phoenix"),
+        ("host=db user=bob password=pw dbname=x", "host=db user=bob password=*** dbname=x"),
+    ],
+)
+def test_dsn_password_is_never_shown(dsn: str, shown: str) -> None:
+    assert _redact(dsn) == shown

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
-from phoenix_stream.exceptions import SinkError
+from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.migrations import apply_migrations, load_migrations
 from phoenix_stream.services import ServiceAddresses, start_services, stop_services
 from phoenix_stream.sink import PredictionSink
@@ -180,12 +180,16 @@ async def test_same_batch_twice_stores_each_request_once(sink: PredictionSink, c
     assert await conn.fetchval("SELECT count(DISTINCT request_id) FROM predictions") == 350
 
 
-async def test_bad_row_writes_nothing(sink: PredictionSink) -> None:
+async def test_bad_row_writes_nothing_or_is_set_aside(sink: PredictionSink) -> None:
     rows = make_rows(3)
     rows[1]["score"] = "high"
-    with pytest.raises(Exception, match=r"rows\[1\]\.score"):
+    with pytest.raises(ValidationError, match=r"rows\[1\]\.score"):
         await sink.write(rows)
     assert await sink.count_predictions() == 0
+    rejects: list[tuple[int, ValidationError]] = []
+    assert await sink.write_until_done(rows, rejects=rejects) == 2
+    assert [(i, e.field) for i, e in rejects] == [(1, "rows[1].score")]
+    assert await sink.count_predictions() == 2
 
 
 @dataclass

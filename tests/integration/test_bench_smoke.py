@@ -1,0 +1,65 @@
+"""``run_bench`` end to end with tiny sizes on the session's services (figures not judged)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phoenix_stream.bench.runner import BenchConfig, run_bench
+from phoenix_stream.services import ServiceAddresses
+from phoenix_stream.settings import Settings
+
+# Every figure the issue asks for; each must be measured (present and > 0).
+FIGURES = (
+    "baseline_rps",
+    "faust_floor_rps",
+    "pipeline_rps",
+    "batch_pipeline_rps",
+    "ratio_vs_baseline",
+    "batch_ratio_vs_baseline",
+    "floor_ratio",
+    "e2e_p50_ms",
+    "e2e_p99_ms",
+    "http_rps",
+    "http_baseline_rps",
+    "http_ratio",
+    "http_p99_ms",
+    "worker_ready_s",
+)
+
+
+async def test_bench_measures_every_figure(
+    services: ServiceAddresses, models_dir: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        kafka_url=services.kafka_url,
+        redis_url=services.redis_url,
+        postgres_dsn=services.postgres_dsn,
+        models_dir=models_dir,
+        state_dir=tmp_path,
+        topic_partitions=2,
+    )
+    # batch=10 so that the batch phase spans several agent batches even at this size.
+    config = BenchConfig(
+        requests=2000,
+        batch=10,
+        http_requests=300,
+        http_warmup=50,
+        latency_seconds=2,
+        entities=2000,
+        phase_timeout_s=60,
+    )
+
+    result = await run_bench(settings, config, own_services=False)
+
+    missing = [key for key in FIGURES if key not in result]
+    assert not missing
+    not_positive = {key: result[key] for key in FIGURES if not result[key] > 0}
+    assert not not_positive
+    for phase in ("baseline", "faust_floor", "pipeline", "batch_pipeline"):
+        # Every request came out once the input was committed: nothing lost.
+        assert result[f"{phase}_complete"] is True, result["notes"]
+        assert result[f"{phase}_outputs"] == result[f"{phase}_requests"]
+    assert result["e2e_received"] == result["e2e_produced"]
+    assert result["http_errors"] == 0 and result["http_baseline_errors"] == 0
+    assert len(result["worker_ready_samples_s"]) == 3
+    assert set(result["targets"]) and all(isinstance(v, bool) for v in result["targets"].values())
