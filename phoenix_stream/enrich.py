@@ -7,6 +7,7 @@ prediction (``defaults_used``) so that a caller can tell a real score from a gue
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,10 +18,15 @@ from phoenix_stream.features import StoredFeatures
 
 @dataclass(frozen=True, slots=True)
 class FeatureMatrix:
-    """Model input rows (float32, shape (n, F)) and, per row, the defaulted feature names."""
+    """Model input (float32, shape (n, F)), the same rows as Python floats, and per row
+    the names of the features that fell back to their default."""
 
     values: np.ndarray
+    rows: list[Sequence[float]]
     defaults_used: list[list[str]]
+
+
+_EMPTY: Mapping[str, float] = {}
 
 
 def assemble(
@@ -35,31 +41,32 @@ def assemble(
     """Rows for ``len(stored)`` requests in ``names`` order; stale stored values are ignored.
 
     ``defaults`` is float32 of shape (F,); ``now`` and stored update times are seconds.
+    Rows are built as Python lists and converted once: per-cell numpy writes cost ~100 ns.
     """
-    n = len(stored)
-    values = np.tile(defaults.astype(np.float32, copy=False), (n, 1))
+    pairs = list(zip(names, defaults.tolist(), strict=True))
+    width = len(pairs)
+    every = frozenset(names)
+    pick = operator.itemgetter(*names)  # one C call per row when nothing is missing
+    rows: list[Sequence[float]] = []
     defaults_used: list[list[str]] = []
-    indexed = list(enumerate(names))
-    for row, (entity, override) in enumerate(zip(stored, overrides, strict=True)):
-        known: Mapping[str, float] = {}
+    for entity, override in zip(stored, overrides, strict=True):
+        known = _EMPTY
         if entity is not None and now - entity.updated_at <= max_age_s:
             known = entity.values
-        missing: list[str] = []
-        target = values[row]
-        for column, name in indexed:
-            if override is not None and name in override:
-                target[column] = override[name]
-            elif name in known:
-                target[column] = known[name]
-            else:
-                missing.append(name)
-        defaults_used.append(missing)
-    return FeatureMatrix(values, defaults_used)
+        if override:
+            known = {**known, **override}
+        if known.keys() >= every:
+            rows.append(pick(known) if width > 1 else (known[names[0]],))
+            defaults_used.append([])
+        else:
+            rows.append([known.get(name, default) for name, default in pairs])
+            defaults_used.append([name for name in names if name not in known])
+    values = np.array(rows, dtype=np.float32).reshape(len(rows), width)
+    return FeatureMatrix(values, rows, defaults_used)
 
 
 def unknown_overrides(names: frozenset[str], override: Mapping[str, float] | None) -> str | None:
     """The first request feature that the model does not know, or None."""
-    if not override:
+    if not override or names.issuperset(override):
         return None
-    extra = override.keys() - names
-    return min(extra) if extra else None
+    return min(override.keys() - names)

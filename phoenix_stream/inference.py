@@ -54,25 +54,27 @@ class FeatureReader(Protocol):
 
 @dataclass(slots=True)
 class Scored:
-    """One prediction, served or shadow; ``features`` is the vector the model saw."""
+    """One prediction, served or shadow: exactly the fields of ``records.Prediction``.
 
-    request: ParsedRequest
+    Flat on purpose: orjson encodes a dataclass directly, about twice as fast as building
+    a dict per prediction (``encoding.encode_prediction``).
+    """
+
+    request_id: str
+    entity_id: str
     model: str
     version: str
     variant: str
     score: float
     label: int
-    features: dict[str, float]
+    features: dict[str, float]  # the vector the model saw, by name
     defaults_used: list[str]
     degraded: bool
     source: str
-    received_at: float
-    predicted_at: float
-
-    @property
-    def latency_ms(self) -> float:
-        """Time from the worker taking the request to the prediction, ms."""
-        return (self.predicted_at - self.received_at) * 1000.0
+    received_at: float  # seconds since epoch
+    predicted_at: float  # seconds since epoch
+    latency_ms: float  # received_at -> predicted_at, ms
+    sent_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,33 +179,37 @@ class Predictor:
 
     def _route(self, requests: Sequence[ParsedRequest], outcome: Outcome) -> list[_Pending]:
         pending: list[_Pending] = []
+        # Per batch, each model's deployment and each version's feature names are looked
+        # up once, not once per request.
+        deployments: dict[str, Deployment | None] = {}
+        names_of: dict[tuple[str, str], frozenset[str] | ModelLoadError] = {}
         for request in requests:
-            deployment = self._deployments(request.model)
+            model = request.model
+            if model in deployments:
+                deployment = deployments[model]
+            else:
+                deployment = deployments[model] = self._deployments(model)
             if deployment is None:
-                outcome.rejected.append(
-                    Rejection(
-                        request,
-                        "unknown_model",
-                        f"model {request.model!r} is not deployed",
-                        "model",
-                    )
-                )
+                error = f"model {model!r} is not deployed"
+                outcome.rejected.append(Rejection(request, "unknown_model", error, "model"))
                 continue
             decision = route(deployment, request.entity_id)
-            try:
-                names = self._models.get(request.model, decision.version).feature_name_set
-            except ModelLoadError as exc:
-                outcome.rejected.append(Rejection(request, "model_error", str(exc), "model"))
+            key = (model, decision.version)
+            names = names_of.get(key)
+            if names is None:
+                try:
+                    names = self._models.get(model, decision.version).feature_name_set
+                except ModelLoadError as exc:
+                    names = exc
+                names_of[key] = names
+            if isinstance(names, ModelLoadError):
+                outcome.rejected.append(Rejection(request, "model_error", str(names), "model"))
                 continue
             extra = unknown_overrides(names, request.features)
             if extra is not None:
+                error = f"features.{extra}: model {model!r} has no such feature"
                 outcome.rejected.append(
-                    Rejection(
-                        request,
-                        "unknown_feature",
-                        f"features.{extra}: model {request.model!r} has no such feature",
-                        f"features.{extra}",
-                    )
+                    Rejection(request, "unknown_feature", error, f"features.{extra}")
                 )
                 continue
             pending.append(_Pending(request, decision))
@@ -211,13 +217,16 @@ class Predictor:
 
     async def _read_features(self, pending: list[_Pending]) -> bool:
         """Fill stored features with one MGET; True when the store was unreachable."""
+        # Entities repeat within a batch; each key is read (and decoded) once.
+        unique = list(dict.fromkeys(p.request.entity_id for p in pending))
         try:
-            stored = await self._features.get_many([p.request.entity_id for p in pending])
+            stored = await self._features.get_many(unique)
         except FeatureStoreError:
             metrics.FEATURE_STORE_ERRORS.inc()
             return True
-        for item, value in zip(pending, stored, strict=True):
-            item.stored = value
+        by_entity = dict(zip(unique, stored, strict=True))
+        for item in pending:
+            item.stored = by_entity[item.request.entity_id]
         return False
 
     def _reject_unknown_entities(self, pending: list[_Pending], outcome: Outcome) -> list[_Pending]:
@@ -267,27 +276,33 @@ class Predictor:
                 )
             return
         predicted_at = self._clock()
-        threshold = servable.threshold
+        latency_ms = (predicted_at - received_at) * 1000.0
         names = servable.feature_names
-        labels = (scores >= threshold).tolist()
-        score_list = scores.tolist()
-        rows = matrix.values.tolist()
-        for index, item in enumerate(group):
+        labels = (scores >= servable.threshold).astype(np.int64).tolist()  # ints, not bools
+        append = into.append
+        for item, score, label, row, used in zip(
+            group, scores.tolist(), labels, matrix.rows, matrix.defaults_used, strict=True
+        ):
+            request = item.request
             variant = CHALLENGER if shadow else item.route.variant
-            into.append(
+            features = dict(zip(names, row, strict=False))  # rows are built len(names) long
+            append(
                 Scored(
-                    item.request,
+                    request.request_id,
+                    request.entity_id,
                     model,
                     version,
                     variant,
-                    score_list[index],
-                    int(labels[index]),
-                    dict(zip(names, rows[index], strict=True)),
-                    matrix.defaults_used[index],
+                    score,
+                    label,
+                    features,
+                    used,
                     degraded,
                     source,
                     received_at,
                     predicted_at,
+                    latency_ms,
+                    request.sent_at,
                 )
             )
         defaulted = sum(1 for used in matrix.defaults_used if used)

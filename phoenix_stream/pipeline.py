@@ -158,11 +158,11 @@ class RequestPipeline:
 def prediction_records(outcome: Outcome, topics: Topics) -> list[OutRecord]:
     """Served and shadow predictions as records keyed by entity id."""
     out = [
-        OutRecord(topics.predictions, s.request.entity_id.encode(), encode_prediction(s))
+        OutRecord(topics.predictions, s.entity_id.encode(), encode_prediction(s))
         for s in outcome.served
     ]
     out.extend(
-        OutRecord(topics.shadow_predictions, s.request.entity_id.encode(), encode_prediction(s))
+        OutRecord(topics.shadow_predictions, s.entity_id.encode(), encode_prediction(s))
         for s in outcome.shadow
     )
     return out

@@ -8,6 +8,7 @@ sticky and every worker, and the HTTP view, decides the same. The bucket is CRC-
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -56,15 +57,24 @@ def bucket(model: str, entity_id: str) -> float:
     return zlib.crc32(f"{model}\x00{entity_id}".encode()) / _BUCKETS
 
 
-def route(deployment: Deployment, entity_id: str) -> Route:
-    """Pick the variant for ``entity_id`` under ``deployment``."""
+@functools.lru_cache(maxsize=64)
+def _routes(deployment: Deployment) -> tuple[Route, Route | None]:
+    """The champion route (with its shadow, if any) and the challenger route."""
     challenger = deployment.challenger
     if challenger is None or deployment.strategy == "single":
-        return Route(CHAMPION, deployment.champion)
+        return Route(CHAMPION, deployment.champion), None
     if deployment.strategy == "shadow":
-        return Route(CHAMPION, deployment.champion, shadow_version=challenger)
+        return Route(CHAMPION, deployment.champion, shadow_version=challenger), None
+    return Route(CHAMPION, deployment.champion), Route(CHALLENGER, challenger)
+
+
+def route(deployment: Deployment, entity_id: str) -> Route:
+    """Pick the variant for ``entity_id`` under ``deployment``."""
+    champion, challenger = _routes(deployment)
     # ab and canary split by share; canary differs in how the share is chosen
     # (small, raised on evidence), not in how a request is routed.
-    if bucket(deployment.model, entity_id) < deployment.challenger_share:
-        return Route(CHALLENGER, challenger)
-    return Route(CHAMPION, deployment.champion)
+    if challenger is not None and bucket(deployment.model, entity_id) < (
+        deployment.challenger_share
+    ):
+        return challenger
+    return champion

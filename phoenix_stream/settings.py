@@ -86,7 +86,7 @@ class Settings:
     take_max: int = 500  # events buffered per agent batch
     take_within_ms: float = 10.0
     fetch_max_wait_ms: int = 10  # Faust hard-codes 1500 ms; see phoenix_stream.transport
-    producer_linger_ms: float = 5.0
+    producer_linger_ms: float = 0.0  # our own batches are full; linger only delays them
     sink_batch: int = 2000
     sink_within_ms: float = 200.0
     session_timeout_s: float = 6.0  # the embedded broker waits half of it before a join

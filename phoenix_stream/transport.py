@@ -9,18 +9,23 @@ kept in this module only, so an upgrade has one place to check.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+log = logging.getLogger(__name__)
+
 
 class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
-        consumer._fetch_max_wait_ms = cast(ShortFetchTransport, transport).fetch_max_wait_ms
+        wait_ms = cast(ShortFetchTransport, transport).fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = wait_ms
+        log.info("worker consumer fetch_max_wait_ms=%d (Faust's default: 1500)", wait_ms)
         return consumer
 
 

@@ -140,12 +140,16 @@ def parse_request(
     request_id = item.get("request_id")
     if request_id is None and not require_request_id and id_factory is not None:
         request_id = id_factory()
-    request_id = _identifier(item, "request_id", request_id)
-    entity_id = _identifier(item, "entity_id", item.get("entity_id"))
+    entity_id = item.get("entity_id")
+    # Fast path for the common shape (two short strings); anything else is checked below.
+    if not (type(request_id) is str and 0 < len(request_id) <= MAX_ID_LENGTH):
+        request_id = _identifier("request_id", request_id)
+    if not (type(entity_id) is str and 0 < len(entity_id) <= MAX_ID_LENGTH):
+        entity_id = _identifier("entity_id", entity_id)
     model = item.get("model")
     if model is None:
         model = default_model
-    elif not isinstance(model, str) or not model:
+    elif type(model) is not str or not model:
         raise ValidationError("model", "must be a non-empty string")
     features = item.get("features")
     if features is not None:
@@ -153,16 +157,15 @@ def parse_request(
     sent_at = item.get("sent_at")
     if sent_at is not None:
         sent_at = _finite("sent_at", sent_at)
-    unknown = set(item) - _FIELDS
-    if unknown:
-        raise ValidationError(sorted(unknown)[0], "unknown field")
+    if not _FIELDS.issuperset(item):
+        raise ValidationError(sorted(item.keys() - _FIELDS)[0], "unknown field")
     return ParsedRequest(request_id, entity_id, model, features, sent_at, batch_index, item)
 
 
 _FIELDS = frozenset({"request_id", "entity_id", "model", "features", "sent_at"})
 
 
-def _identifier(item: Mapping[str, Any], name: str, value: Any) -> str:
+def _identifier(name: str, value: Any) -> str:
     if value is None:
         raise ValidationError(name, "is required")
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -173,9 +176,15 @@ def _identifier(item: Mapping[str, Any], name: str, value: Any) -> str:
     return text
 
 
+_ONLY_FLOAT = frozenset({float})
+
+
 def _features(value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
         raise ValidationError("features", f"must be an object of numbers, not {_kind(value)}")
+    # Fast path: all floats with a finite sum are all finite (NaN or inf poisons a sum).
+    if _ONLY_FLOAT.issuperset(map(type, value.values())) and math.isfinite(sum(value.values())):
+        return value
     out: dict[str, float] = {}
     for name, number in value.items():
         out[name] = _finite(f"features.{name}", number)

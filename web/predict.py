@@ -43,8 +43,8 @@ def _new_id() -> str:
 def answer(scored: Scored) -> dict[str, Any]:
     """The HTTP answer for one served prediction."""
     return {
-        "request_id": scored.request.request_id,
-        "entity_id": scored.request.entity_id,
+        "request_id": scored.request_id,
+        "entity_id": scored.entity_id,
         "model": scored.model,
         "version": scored.version,
         "variant": scored.variant,
@@ -148,5 +148,6 @@ class PredictBatchView(web.View):
             status, payload = rejection_error(rejection)
             errors.append({"index": rejection.request.batch_index, "status": status, **payload})
         errors.sort(key=lambda e: e["index"])
-        served = sorted(outcome.served, key=lambda s: s.request.batch_index or 0)
+        position = {request.request_id: index for index, request in enumerate(parsed)}
+        served = sorted(outcome.served, key=lambda s: position[s.request_id])
         return json_response({"predictions": [answer(s) for s in served], "errors": errors})

@@ -61,7 +61,7 @@ async def test_predict_answers_and_records_on_kafka(
     }
     assert body["request_id"] == "http-1" and body["model"] == "credit-risk"
     assert body["defaults_used"] == [] and body["degraded"] is False
-    assert body["label"] == int(body["score"] >= 0.5)
+    assert body["label"] == int(body["score"] >= 0.5) and type(body["label"]) is int
     # The same entity is routed the same way every time (sticky).
     again = [
         await call(
