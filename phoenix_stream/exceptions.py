@@ -63,3 +63,7 @@ class InferenceError(PhoenixError):
 
 class TrainingError(PhoenixError):
     """Training or exporting a model failed, e.g. the ONNX export does not match sklearn."""
+
+
+class DeliveryTimeout(PhoenixError):
+    """Output records were not acknowledged by Kafka in time (HTTP answers 503)."""

@@ -95,6 +95,9 @@ class Outcome:
     served: list[Scored] = field(default_factory=list)
     shadow: list[Scored] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    # The request behind each served / shadow prediction, index for index.
+    served_for: list[ParsedRequest] = field(default_factory=list)
+    shadow_for: list[ParsedRequest] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -280,6 +283,7 @@ class Predictor:
         names = servable.feature_names
         labels = (scores >= servable.threshold).astype(np.int64).tolist()  # ints, not bools
         append = into.append
+        (outcome.shadow_for if shadow else outcome.served_for).extend(p.request for p in group)
         for item, score, label, row, used in zip(
             group, scores.tolist(), labels, matrix.rows, matrix.defaults_used, strict=True
         ):

@@ -10,24 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
 from mode import Service
 
+from phoenix_stream.coalesce import Coalescer
 from phoenix_stream.emitter import BatchEmitter
-from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.exceptions import DeliveryTimeout, ModelLoadError
 from phoenix_stream.features import FeatureStore
-from phoenix_stream.inference import Predictor
-from phoenix_stream.pipeline import RequestPipeline, Topics
+from phoenix_stream.inference import Outcome, Predictor
+from phoenix_stream.pipeline import (
+    RequestPipeline,
+    Topics,
+    prediction_records,
+    record_outcome_metrics,
+)
 from phoenix_stream.registry import ModelRegistry
 from phoenix_stream.router import Deployment
 from phoenix_stream.serving import Deployments, ServingModels
 from phoenix_stream.settings import Settings
 from phoenix_stream.sink import PredictionSink
 from phoenix_stream.transport import kafka_producer
+from phoenix_stream.validation import ParsedRequest
 
 log = logging.getLogger(__name__)
+
+# How long an HTTP caller waits for its prediction to be recorded on Kafka, seconds.
+HTTP_EMIT_TIMEOUT_S = 5.0
 
 
 class Runtime(Service):
@@ -65,11 +76,24 @@ class Runtime(Service):
             max_record_bytes=settings.max_record_bytes,
             max_batch_requests=settings.max_batch_requests,
         )
+        self.http = Coalescer(self._score_http, max_batch=settings.max_batch_requests)
         super().__init__(**kwargs)
 
     def on_init_dependencies(self) -> list[Service]:
         """Redis client and PostgreSQL pool open with the runtime (neither blocks on an outage)."""
         return [self.features, self.sink]
+
+    async def _score_http(self, requests: list[ParsedRequest], received_at: float) -> Outcome:
+        """Score a coalesced batch of HTTP requests and record it on Kafka."""
+        outcome = await self.predictor.predict(requests, source="http", received_at=received_at)
+        try:
+            await asyncio.wait_for(
+                self.emitter.emit(prediction_records(outcome, self.topics)), HTTP_EMIT_TIMEOUT_S
+            )
+        except TimeoutError as exc:
+            raise DeliveryTimeout("prediction could not be recorded on Kafka in time") from exc
+        record_outcome_metrics(outcome, "http", time.time() - received_at)
+        return outcome
 
     async def on_start(self) -> None:
         """Load the served model versions now, so the first request does not pay for it."""

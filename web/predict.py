@@ -7,8 +7,6 @@ so an HTTP prediction reaches PostgreSQL like any other.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -17,14 +15,10 @@ from faust import web
 
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
-from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.exceptions import DeliveryTimeout, ValidationError
 from phoenix_stream.inference import Outcome, Rejection, Scored
-from phoenix_stream.pipeline import prediction_records, record_outcome_metrics
 from phoenix_stream.validation import ParsedRequest, parse_request
 from phoenix_stream.web.responses import json_error, json_response, read_json
-
-# How long an HTTP caller waits for the prediction to be recorded on Kafka, seconds.
-EMIT_TIMEOUT_S = 5.0
 
 # Rejection kind -> HTTP status.
 _STATUS = {
@@ -66,19 +60,12 @@ def rejection_error(rejection: Rejection) -> tuple[int, dict[str, Any]]:
 
 
 async def score(requests: list[ParsedRequest]) -> Outcome | aiohttp_web.Response:
-    """Predict, produce to Kafka and wait for delivery; a 503 response if that fails."""
-    received_at = time.time()
+    """Predict (coalesced with concurrent callers) and record on Kafka; 503 if that fails."""
     metrics.REQUESTS.labels(source="http").inc(len(requests))
-    runtime = app.runtime
-    outcome = await runtime.predictor.predict(requests, source="http", received_at=received_at)
     try:
-        await asyncio.wait_for(
-            runtime.emitter.emit(prediction_records(outcome, runtime.topics)), EMIT_TIMEOUT_S
-        )
-    except TimeoutError:
-        return json_error(503, "prediction could not be recorded on Kafka in time; retry")
-    record_outcome_metrics(outcome, "http", time.time() - received_at)
-    return outcome
+        return await app.runtime.http.submit(requests)
+    except DeliveryTimeout as exc:
+        return json_error(503, f"{exc}; retry")
 
 
 def _parse(item: Any, index: int | None = None) -> ParsedRequest:
