@@ -16,8 +16,8 @@ from typing import Any
 from phoenix_stream import metrics
 from phoenix_stream.app import app, predictions_topic, settings
 from phoenix_stream.emitter import OutRecord
-from phoenix_stream.encoding import encode_dead_letter
 from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.pipeline import InRecord, dead_letter_record
 from phoenix_stream.validation import load_json
 
 
@@ -57,17 +57,14 @@ async def sink(stream: Any) -> None:
 
 
 def _dead_letter(message: Any, kind: str, error: str, field: str | None) -> OutRecord:
-    metrics.DEAD_LETTERS.labels(kind=kind).inc()
-    value = encode_dead_letter(
-        source_topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        original=message.value or b"",
-        kind=kind,
-        error=error,
-        field=field,
-        batch_index=None,
-        failed_at=time.time(),
+    record = InRecord(message.topic, message.partition, message.offset, message.key, message.value)
+    return dead_letter_record(
+        settings.topic("dead-letters"),
+        record,
+        message.value or b"",
+        kind,
+        error,
+        field,
+        None,
+        time.time(),
     )
-    return OutRecord(settings.topic("dead-letters"), message.key, value)

@@ -11,9 +11,8 @@ import base64
 
 import orjson
 
-from phoenix_stream.inference import Rejection, Scored
+from phoenix_stream.inference import Scored
 from phoenix_stream.records import DeadLetter
-from phoenix_stream.validation import RejectedRequest
 
 _DEAD_LETTER_NS = {"ns": DeadLetter._options.namespace}
 
@@ -52,10 +51,3 @@ def encode_dead_letter(
             "__faust": _DEAD_LETTER_NS,
         }
     )
-
-
-def rejection_parts(item: RejectedRequest | Rejection) -> tuple[str, str, str | None, int | None]:
-    """(kind, error, field, batch_index) of a decode-time or predict-time rejection."""
-    if isinstance(item, RejectedRequest):
-        return item.kind, item.error, item.field, item.batch_index
-    return item.kind, item.error, item.field, item.request.batch_index

@@ -17,7 +17,7 @@ import numpy as np
 
 from phoenix_stream import metrics
 from phoenix_stream.enrich import assemble, unknown_overrides
-from phoenix_stream.exceptions import FeatureStoreError, ModelLoadError, UnknownModelError
+from phoenix_stream.exceptions import FeatureStoreError, ModelLoadError
 from phoenix_stream.features import StoredFeatures
 from phoenix_stream.router import CHALLENGER, Deployment, Route, route
 from phoenix_stream.settings import EntityPolicy
@@ -154,30 +154,22 @@ class Predictor:
             by_version[(item.request.model, item.route.version)].append(item)
             if item.route.shadow_version is not None:
                 shadows[(item.request.model, item.route.shadow_version)].append(item)
-        for (model, version), group in by_version.items():
-            self._score(
-                model,
-                version,
-                group,
-                degraded,
-                source,
-                received_at,
-                outcome.served,
-                outcome,
-                shadow=False,
-            )
-        for (model, version), group in shadows.items():
-            self._score(
-                model,
-                version,
-                group,
-                degraded,
-                source,
-                received_at,
-                outcome.shadow,
-                outcome,
-                shadow=True,
-            )
+        for groups, into, shadow in (
+            (by_version, outcome.served, False),
+            (shadows, outcome.shadow, True),
+        ):
+            for (model, version), group in groups.items():
+                self._score(
+                    model,
+                    version,
+                    group,
+                    degraded,
+                    source,
+                    received_at,
+                    into,
+                    outcome,
+                    shadow=shadow,
+                )
         return outcome
 
     def _route(self, requests: Sequence[ParsedRequest], outcome: Outcome) -> list[_Pending]:
@@ -312,8 +304,3 @@ class Predictor:
         defaulted = sum(1 for used in matrix.defaults_used if used)
         if defaulted and not shadow:
             metrics.DEFAULTED_PREDICTIONS.labels(model=model).inc(defaulted)
-
-
-def unknown_model_error(model: str) -> UnknownModelError:
-    """The error the HTTP view turns into a 404."""
-    return UnknownModelError(f"model {model!r} is not deployed")

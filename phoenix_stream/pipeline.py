@@ -88,7 +88,8 @@ class RequestPipeline:
             ):
                 if isinstance(item, RejectedRequest):
                     out.append(
-                        self._dead_letter(
+                        dead_letter_record(
+                            self._topics.dead_letters,
                             record,
                             item.original,
                             item.kind,
@@ -107,7 +108,8 @@ class RequestPipeline:
             record = origin[id(rejection.request)]
             original = rejection.request.original_bytes(record.value or b"")
             out.append(
-                self._dead_letter(
+                dead_letter_record(
+                    self._topics.dead_letters,
                     record,
                     original,
                     rejection.kind,
@@ -129,30 +131,32 @@ class RequestPipeline:
         record_outcome_metrics(outcome, "kafka", self._clock() - received_at)
         return report
 
-    def _dead_letter(
-        self,
-        record: InRecord,
-        original: bytes,
-        kind: str,
-        error: str,
-        field: str | None,
-        batch_index: int | None,
-        failed_at: float,
-    ) -> OutRecord:
-        metrics.DEAD_LETTERS.labels(kind=kind).inc()
-        value = encode_dead_letter(
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            original=original,
-            kind=kind,
-            error=error,
-            field=field,
-            batch_index=batch_index,
-            failed_at=failed_at,
-        )
-        return OutRecord(self._topics.dead_letters, record.key, value)
+
+def dead_letter_record(
+    topic: str,
+    record: InRecord,
+    original: bytes,
+    kind: str,
+    error: str,
+    field: str | None,
+    batch_index: int | None,
+    failed_at: float,
+) -> OutRecord:
+    """A dead letter for (part of) ``record``, keyed like it, counted by kind."""
+    metrics.DEAD_LETTERS.labels(kind=kind).inc()
+    value = encode_dead_letter(
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        original=original,
+        kind=kind,
+        error=error,
+        field=field,
+        batch_index=batch_index,
+        failed_at=failed_at,
+    )
+    return OutRecord(topic, record.key, value)
 
 
 def prediction_records(outcome: Outcome, topics: Topics) -> list[OutRecord]:

@@ -30,8 +30,25 @@ class Recorder:
             if r.request_id.startswith("bad"):
                 outcome.rejected.append(Rejection(r, "unknown_model", "no", "model"))
             else:
-                outcome.served.append(Scored(r.request_id, "e", "m", "1", "champion", 0.5, 1,
-                                             {}, [], False, "http", 0.0, 0.0, 0.0, None))
+                outcome.served.append(
+                    Scored(
+                        r.request_id,
+                        "e",
+                        "m",
+                        "1",
+                        "champion",
+                        0.5,
+                        1,
+                        {},
+                        [],
+                        False,
+                        "http",
+                        0.0,
+                        0.0,
+                        0.0,
+                        None,
+                    )
+                )
                 outcome.served_for.append(r)
         return outcome
 
