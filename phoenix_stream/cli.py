@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from phoenix_stream.settings import Settings
 
-def worker_argv(argv: Sequence[str]) -> list[str]:
+
+def worker_argv(argv: Sequence[str], log_level: str = "info") -> list[str]:
     """Faust CLI arguments with our defaults added where the user gave none."""
     args = list(argv)
     if not any(a in ("-L", "--loop") or a.startswith("--loop=") for a in args):
@@ -22,13 +24,15 @@ def worker_argv(argv: Sequence[str]) -> list[str]:
         else:
             args[:0] = ["--loop", "uvloop"]
     if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
-        args[:0] = ["--loglevel", "info"]
+        args[:0] = ["--loglevel", log_level]
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``phoenix-stream`` console script."""
-    args = worker_argv(sys.argv[1:] if argv is None else argv)
+    # Settings import no Faust: reading them here leaves the event loop choice open.
+    log_level = Settings.from_env().log_level
+    args = worker_argv(sys.argv[1:] if argv is None else argv, log_level)
     # Faust picks its event loop from sys.argv when ``faust`` is first imported.
     sys.argv = [sys.argv[0], *args]
     from phoenix_stream.app import app  # settings are read here, not at import of cli

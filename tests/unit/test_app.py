@@ -77,3 +77,12 @@ def test_sink_can_be_left_out() -> None:
         timeout=60,
     ).stdout.strip()
     assert out == "['phoenix.inference']"
+
+
+def test_worker_defaults_are_added_only_when_missing() -> None:
+    from phoenix_stream.cli import worker_argv
+
+    assert worker_argv(["worker"], "debug")[:2] == ["--loglevel", "debug"]
+    assert "uvloop" in worker_argv(["worker"])
+    mine = ["-L", "aio", "-l", "warn", "worker"]
+    assert worker_argv(mine) == mine
