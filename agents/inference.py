@@ -17,7 +17,7 @@ from phoenix_stream.app import (
     settings,
     shadow_predictions_topic,
 )
-from phoenix_stream.pipeline import InRecord
+from phoenix_stream.streaming.request_pipeline import InRecord
 
 
 @app.agent(requests_topic, name="phoenix.inference")

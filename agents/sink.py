@@ -15,10 +15,10 @@ from typing import Any
 
 from phoenix_stream import metrics
 from phoenix_stream.app import app, predictions_topic, settings
-from phoenix_stream.emitter import OutRecord
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.pipeline import InRecord, dead_letter_record
-from phoenix_stream.validation import load_json
+from phoenix_stream.messages.requests import load_json
+from phoenix_stream.streaming.emitter import OutRecord
+from phoenix_stream.streaming.request_pipeline import InRecord, dead_letter_record
 
 
 @app.agent(predictions_topic, name="phoenix.sink")

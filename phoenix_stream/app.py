@@ -15,10 +15,10 @@ from typing import Any
 import faust
 from mode import ServiceT
 
-from phoenix_stream.records import DeadLetter, Prediction
+from phoenix_stream.messages.schemas import DeadLetter, Prediction
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
-from phoenix_stream.transport import ShortFetchTransport
+from phoenix_stream.streaming.transport import ShortFetchTransport
 
 # Modules that register agents, tables and web views. Listed, not autodiscovered:
 # Faust's scan turns an import error into a logged warning and finds nothing.

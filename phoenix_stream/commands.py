@@ -12,13 +12,13 @@ import click
 from faust.cli import AppCommand, argument, option
 
 from phoenix_stream.app import app, settings
-from phoenix_stream.exceptions import PhoenixError
-from phoenix_stream.services import (
+from phoenix_stream.embedded import (
     SERVICE_NAMES,
     service_status,
     start_services,
     stop_services,
 )
+from phoenix_stream.exceptions import PhoenixError
 
 
 def _fail(exc: Exception) -> None:
@@ -58,7 +58,7 @@ async def services(self: AppCommand, action: str, names: tuple[str, ...]) -> Non
 )
 async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
     """Train the demo models (champion and challenger) into the registry."""
-    from phoenix_stream.training import ensure_demo_models, train_demo_models
+    from phoenix_stream.training.train import ensure_demo_models, train_demo_models
 
     target = models_dir or settings.models_dir
     if force:
@@ -80,7 +80,7 @@ async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
 )
 async def seed(self: AppCommand, entities: int) -> None:
     """Write the demo customer profiles into the Redis feature store."""
-    from phoenix_stream.seeding import seed_feature_store
+    from phoenix_stream.features.seeding import seed_feature_store
 
     count = await seed_feature_store(settings.redis_url, entities)
     click.echo(f"seeded {count} entities into {settings.redis_url}")
@@ -130,7 +130,7 @@ async def simulate(
     random_seed: int,
 ) -> None:
     """Produce realistic requests to the requests topic at a steady rate."""
-    from phoenix_stream.simulator import SimulationConfig, run_simulation
+    from phoenix_stream.tools.simulator import SimulationConfig, run_simulation
 
     config = SimulationConfig(
         rate=rate,
@@ -158,7 +158,7 @@ async def simulate(
 )
 async def demo(self: AppCommand, duration: float, rate: float, entities: int) -> None:
     """Start everything, stream requests for a while, show progress and a summary."""
-    from phoenix_stream.demo import DemoConfig, run_demo
+    from phoenix_stream.tools.demo import DemoConfig, run_demo
 
     code = await run_demo(settings, DemoConfig(duration_s=duration, rate=rate, entities=entities))
     sys.exit(code)
@@ -183,7 +183,7 @@ async def demo(self: AppCommand, duration: float, rate: float, entities: int) ->
 )
 async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> None:
     """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""
-    from phoenix_stream.bench.runner import BenchConfig, run_bench
+    from phoenix_stream.tools.bench.runner import BenchConfig, run_bench
 
     result: dict[str, Any] = await run_bench(settings, BenchConfig(requests=n_requests))
     if json_path is not None:

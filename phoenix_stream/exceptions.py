@@ -5,12 +5,16 @@ PhoenixError
 ├── ServiceError           an embedded service could not start or stop
 ├── ValidationError        a request is malformed (field named)
 ├── UnknownModelError      a request names a model that is not deployed
-├── UnknownEntityError     no features for an entity, policy says dead-letter
 ├── ModelLoadError         a model version could not be loaded
 ├── InferenceError         running a loaded model failed
 ├── TrainingError          training or ONNX export of a model failed
 ├── FeatureStoreError      Redis failed (cause kept)
-└── SinkError              PostgreSQL failed (cause kept)
+├── SinkError              PostgreSQL failed (cause kept)
+├── DeliveryTimeout        Kafka did not acknowledge an HTTP prediction in time
+├── ProduceError           output records could not be delivered (yet)
+│   └── Undeliverable      the broker will never take a record (too large, rejected)
+├── Overloaded             the HTTP queue is full (503 with Retry-After)
+└── ShuttingDown           the worker stops before an answer was ready
 """
 
 from __future__ import annotations
@@ -41,10 +45,6 @@ class UnknownModelError(PhoenixError):
     """A request names a model that is not deployed."""
 
 
-class UnknownEntityError(PhoenixError):
-    """The feature store has nothing for an entity and the policy says dead-letter."""
-
-
 class ModelLoadError(PhoenixError):
     """A model version could not be loaded (file missing, bad manifest, ONNX error)."""
 
@@ -67,3 +67,19 @@ class TrainingError(PhoenixError):
 
 class DeliveryTimeout(PhoenixError):
     """Output records were not acknowledged by Kafka in time (HTTP answers 503)."""
+
+
+class ProduceError(PhoenixError):
+    """Output records were not delivered; raised when the worker stops mid-retry."""
+
+
+class Undeliverable(ProduceError):
+    """The broker or producer will never take this record (too large, invalid); cause kept."""
+
+
+class Overloaded(PhoenixError):
+    """Too many HTTP requests are waiting to be scored; the caller should retry later."""
+
+
+class ShuttingDown(PhoenixError):
+    """The worker is stopping before the caller's answer was ready."""

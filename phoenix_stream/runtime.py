@@ -16,24 +16,24 @@ from typing import Any
 import faust
 from mode import Service
 
-from phoenix_stream.coalesce import Coalescer
-from phoenix_stream.emitter import BatchEmitter
 from phoenix_stream.exceptions import DeliveryTimeout, ModelLoadError
-from phoenix_stream.features import FeatureStore
-from phoenix_stream.inference import Outcome, Predictor
-from phoenix_stream.pipeline import (
+from phoenix_stream.features.store import FeatureStore
+from phoenix_stream.messages.requests import ParsedRequest
+from phoenix_stream.serving.coalescer import Coalescer
+from phoenix_stream.serving.models import Deployments, ServingModels
+from phoenix_stream.serving.predictor import Outcome, Predictor
+from phoenix_stream.serving.registry import ModelRegistry
+from phoenix_stream.serving.router import Deployment
+from phoenix_stream.settings import Settings
+from phoenix_stream.storage.sink import PredictionSink
+from phoenix_stream.streaming.emitter import BatchEmitter
+from phoenix_stream.streaming.request_pipeline import (
     RequestPipeline,
     Topics,
     prediction_records,
     record_outcome_metrics,
 )
-from phoenix_stream.registry import ModelRegistry
-from phoenix_stream.router import Deployment
-from phoenix_stream.serving import Deployments, ServingModels
-from phoenix_stream.settings import Settings
-from phoenix_stream.sink import PredictionSink
-from phoenix_stream.transport import kafka_producer
-from phoenix_stream.validation import ParsedRequest
+from phoenix_stream.streaming.transport import kafka_producer
 
 log = logging.getLogger(__name__)
 

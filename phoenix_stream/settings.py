@@ -56,6 +56,11 @@ ENV: dict[str, str] = {
     "web_port": "PHOENIX_WEB_PORT",
     "onnx_threads": "PHOENIX_ONNX_THREADS",
     "log_level": "PHOENIX_LOG_LEVEL",
+    "dead_letter_max_bytes": "PHOENIX_DEAD_LETTER_MAX_BYTES",
+    "chunk_requests": "PHOENIX_CHUNK_REQUESTS",
+    "http_queue_max": "PHOENIX_HTTP_QUEUE_MAX",
+    "http_deadline_ms": "PHOENIX_HTTP_DEADLINE_MS",
+    "model_retry_s": "PHOENIX_MODEL_RETRY_S",
     "agents": "PHOENIX_AGENTS",
 }
 
@@ -85,7 +90,7 @@ class Settings:
     max_record_bytes: int = 1_048_576
     take_max: int = 500  # events buffered per agent batch
     take_within_ms: float = 10.0
-    fetch_max_wait_ms: int = 10  # Faust hard-codes 1500 ms; see phoenix_stream.transport
+    fetch_max_wait_ms: int = 10  # Faust hard-codes 1500 ms; see phoenix_stream.streaming.transport
     producer_linger_ms: float = 0.0  # our own batches are full; linger only delays them
     sink_batch: int = 2000
     sink_within_ms: float = 200.0
@@ -95,6 +100,14 @@ class Settings:
     web_port: int = 6066
     onnx_threads: int = 1
     log_level: str = "info"
+    # Original bytes kept in a dead letter; the rest is cut (size and SHA-256 kept), so a
+    # dead letter always fits a stock broker's 1 MiB message.max.bytes.
+    dead_letter_max_bytes: int = 65_536
+    # Requests scored between two yields to the event loop (bounds /health's wait).
+    chunk_requests: int = 1000
+    http_queue_max: int = 5000  # HTTP requests waiting to be scored; beyond: 503
+    http_deadline_ms: float = 5000.0  # an HTTP caller's answer (or 503) within this
+    model_retry_s: float = 30.0  # a model version that failed to load is retried after this
     agents: tuple[str, ...] = AGENTS  # which agents this worker runs (comma-separated)
 
     def topic(self, name: str) -> str:
@@ -120,6 +133,9 @@ class Settings:
             "sink_batch",
             "web_port",
             "onnx_threads",
+            "dead_letter_max_bytes",
+            "chunk_requests",
+            "http_queue_max",
         ):
             _check(getattr(self, name) > 0, name, "a positive integer")
         for name in (
@@ -129,12 +145,19 @@ class Settings:
             "sink_within_ms",
             "session_timeout_s",
             "heartbeat_s",
+            "http_deadline_ms",
+            "model_retry_s",
         ):
             _check(getattr(self, name) > 0, name, "a positive number")
         _check(
             bool(self.agents) and set(self.agents) <= set(AGENTS),
             "agents",
             f"a comma-separated subset of {','.join(AGENTS)}",
+        )
+        _check(
+            1024 <= self.dead_letter_max_bytes <= 512 * 1024,
+            "dead_letter_max_bytes",
+            "between 1024 and 524288 (base64 grows it by a third; brokers take 1 MiB)",
         )
         _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
         _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")

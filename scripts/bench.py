@@ -15,8 +15,8 @@ from pathlib import Path
 
 import uvloop
 
-from phoenix_stream.bench.runner import BenchConfig, run_bench
 from phoenix_stream.settings import Settings
+from phoenix_stream.tools.bench.runner import BenchConfig, run_bench
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ median keys/s per encoding and its ratio to JSON measured in the same run.
     .venv/bin/python scripts/bench_feature_encoding.py --redis-url redis://127.0.0.1:6379/0
 
 Without ``--redis-url`` (or PHOENIX_REDIS_URL) it starts the embedded Redis from
-phoenix_stream.services in a temporary state dir and stops it afterwards.
+phoenix_stream.embedded in a temporary state dir and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ import msgpack
 import orjson
 from redis.asyncio import Redis
 
-from phoenix_stream.feature_codec import (
+from phoenix_stream.features.codec import (
     StoredFeatures,
     check_values,
     decode_features,
     encode_features,
 )
-from phoenix_stream.features import FeatureStore
+from phoenix_stream.features.store import FeatureStore
 
 Decoder = Callable[[bytes], Any]
 
@@ -212,7 +212,9 @@ def _redis_url(args: argparse.Namespace) -> Iterator[str]:
     if url:
         yield url
         return
-    from phoenix_stream import services  # the embedded services, started only when asked
+    from phoenix_stream import (
+        embedded as services,  # the embedded services, started only when asked
+    )
 
     with tempfile.TemporaryDirectory(prefix="phoenix-bench-") as tmp:
         state = Path(tmp)

@@ -11,7 +11,7 @@ reports the median rows/s with its ratio to executemany measured in the same run
     .venv/bin/python scripts/bench_sink_write.py --dsn postgresql://postgres@127.0.0.1:5432/phoenix
 
 Without ``--dsn`` (or PHOENIX_POSTGRES_DSN) it starts the embedded PostgreSQL from
-phoenix_stream.services in a temporary state dir and stops it afterwards.
+phoenix_stream.embedded in a temporary state dir and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import orjson
 
-from phoenix_stream.sink import PredictionSink, prediction_records
+from phoenix_stream.storage.sink import PredictionSink, prediction_records
 
 _EXECUTEMANY = """
 INSERT INTO predictions (
@@ -155,7 +155,9 @@ def _postgres_dsn(args: argparse.Namespace) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from phoenix_stream import services  # the embedded services, started only when asked
+    from phoenix_stream import (
+        embedded as services,  # the embedded services, started only when asked
+    )
 
     with tempfile.TemporaryDirectory(prefix="phoenix-bench-") as tmp:
         state = Path(tmp)

@@ -10,7 +10,8 @@ ruff format --check .
 # mypy cannot follow the editable install's import hook, and the repository folders
 # alone are not one package: it checks a plain build of the package instead, where
 # agents/, tables/ and web/ are phoenix_stream.agents, ... as users import them.
-rm -rf build/typecheck && mkdir -p build
+# build/lib too: setuptools would copy stale modules from an earlier build into it.
+rm -rf build/typecheck build/lib && mkdir -p build
 python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck . \
   2> build/typecheck.log || { cat build/typecheck.log >&2; exit 1; }
 MYPYPATH=build/typecheck mypy

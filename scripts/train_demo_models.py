@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from phoenix_stream.datagen import make_dataset
-from phoenix_stream.registry import ModelRegistry
-from phoenix_stream.training import DEMO_MODEL_NAME, train_demo_models
+from phoenix_stream.serving.registry import ModelRegistry
+from phoenix_stream.training.datagen import make_dataset
+from phoenix_stream.training.train import DEMO_MODEL_NAME, train_demo_models
 
 
 def _rows_per_second(registry: ModelRegistry, version: str, X: np.ndarray, batch: int) -> float:

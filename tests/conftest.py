@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_stream.services import ServiceAddresses, start_services, stop_services
+from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -11,8 +11,8 @@ from faust import web
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
-from phoenix_stream.router import Deployment
-from phoenix_stream.transport import kafka_producer
+from phoenix_stream.serving.router import Deployment
+from phoenix_stream.streaming.transport import kafka_producer
 from phoenix_stream.web.responses import json_response
 
 # A readiness probe must answer fast even when a dependency hangs, seconds.

@@ -16,8 +16,8 @@ from faust import web
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import DeliveryTimeout, ValidationError
-from phoenix_stream.inference import Outcome, Rejection, Scored
-from phoenix_stream.validation import ParsedRequest, parse_request
+from phoenix_stream.messages.requests import ParsedRequest, parse_request
+from phoenix_stream.serving.predictor import Outcome, Rejection, Scored
 from phoenix_stream.web.responses import json_error, json_response, read_json
 
 # Rejection kind -> HTTP status.

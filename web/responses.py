@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web as aiohttp_web
 
-from phoenix_stream.validation import load_json
+from phoenix_stream.messages.requests import load_json
 
 JSON = "application/json"
 

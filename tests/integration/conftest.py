@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from phoenix_stream.seeding import seed_feature_store
-from phoenix_stream.services import ServiceAddresses
+from phoenix_stream.embedded import ServiceAddresses
+from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.settings import Settings
-from phoenix_stream.training import ensure_demo_models
-from phoenix_stream.worker_process import WorkerProcess, free_port
+from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.training.train import ensure_demo_models
 
 SEEDED_ENTITIES = 2000
 

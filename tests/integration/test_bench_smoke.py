@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phoenix_stream.bench.runner import BenchConfig, run_bench
-from phoenix_stream.services import ServiceAddresses
+from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.settings import Settings
+from phoenix_stream.tools.bench.runner import BenchConfig, run_bench
 
 # Every figure the issue asks for; each must be measured (present and > 0).
 FIGURES = (

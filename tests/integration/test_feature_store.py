@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
 from phoenix_stream.exceptions import FeatureStoreError
-from phoenix_stream.feature_codec import StoredFeatures
-from phoenix_stream.features import FeatureStore
-from phoenix_stream.services import ServiceAddresses, start_services, stop_services
+from phoenix_stream.features.codec import StoredFeatures
+from phoenix_stream.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 

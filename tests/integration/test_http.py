@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from phoenix_stream.services import ServiceAddresses, start_services, stop_services
+from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
 from phoenix_stream.testing import consume_json
-from phoenix_stream.worker_process import WorkerProcess
+from phoenix_stream.tools.worker_process import WorkerProcess
 
 LOAN = {"credit_amount": 12.5, "duration_months": 24.0, "interest_rate": 7.9}
 

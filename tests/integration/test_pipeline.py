@@ -17,10 +17,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from phoenix_stream.datagen import FEATURE_NAMES
-from phoenix_stream.services import ServiceAddresses, start_services, stop_services
+from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
 from phoenix_stream.testing import consume_json as consume
-from phoenix_stream.worker_process import WorkerProcess
+from phoenix_stream.tools.worker_process import WorkerProcess
+from phoenix_stream.training.datagen import FEATURE_NAMES
 
 
 def request(i: int, run: str, entity: str | None = None, **extra: Any) -> dict[str, Any]:

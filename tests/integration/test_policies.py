@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from phoenix_stream.router import Deployment, route
+from phoenix_stream.serving.router import Deployment, route
 from phoenix_stream.testing import consume_json
 
 LOAN = {"credit_amount": 9.0, "duration_months": 12.0, "interest_rate": 6.5}

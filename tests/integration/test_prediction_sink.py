@@ -21,10 +21,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
+from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
 from phoenix_stream.exceptions import SinkError, ValidationError
-from phoenix_stream.migrations import apply_migrations, load_migrations
-from phoenix_stream.services import ServiceAddresses, start_services, stop_services
-from phoenix_stream.sink import PredictionSink
+from phoenix_stream.storage.migrations import apply_migrations, load_migrations
+from phoenix_stream.storage.sink import PredictionSink
 
 log = logging.getLogger(__name__)
 _ids = itertools.count()

@@ -15,16 +15,16 @@ import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from phoenix_stream.exceptions import ServiceError
-from phoenix_stream.services import (
+from phoenix_stream.embedded import (
     ServiceAddresses,
     read_addresses,
     service_status,
     start_services,
     stop_services,
 )
-from phoenix_stream.services.broker import metadata_brokers
-from phoenix_stream.services.redis_server import RedisService
+from phoenix_stream.embedded.broker import metadata_brokers
+from phoenix_stream.embedded.redis_server import RedisService
+from phoenix_stream.exceptions import ServiceError
 
 
 def bootstrap(kafka_url: str) -> str:

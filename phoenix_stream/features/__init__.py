@@ -1,0 +1,1 @@
+"""Online features: the Redis store, the value codec, enrichment, and seeding."""

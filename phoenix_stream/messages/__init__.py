@@ -1,0 +1,1 @@
+"""Message schemas, decoding and validation of requests, and encoding of outputs."""

@@ -1,0 +1,1 @@
+"""Serving: model registry, ONNX engine, deployments, routing, the predictor, coalescing."""

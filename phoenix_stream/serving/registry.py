@@ -1,0 +1,363 @@
+"""The model registry on disk: ``<models_dir>/<name>/<version>/{model.onnx,manifest.json}``.
+
+A version exists once its ``manifest.json`` does (training writes it last). Loaded versions
+are cached and shared; loading is thread-safe and a failed load is not cached, so a version
+repaired on disk loads on the next try.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+
+from phoenix_stream.exceptions import ModelLoadError, UnknownModelError
+from phoenix_stream.serving.engine import OnnxModel
+
+__all__ = [
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "FeatureSpec",
+    "LoadedModel",
+    "Manifest",
+    "ModelRegistry",
+    "OutputSpec",
+]
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+FeatureSource = Literal["profile", "request"]
+# Names and versions become path components: no separators, no leading dot.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def is_identifier(text: str) -> bool:
+    """Whether text is usable as a model name or version (a safe single path component)."""
+    return _IDENTIFIER.fullmatch(text) is not None
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """data[key] checked against kind; ModelLoadError naming ``where.key`` otherwise."""
+    if key not in data:
+        raise ModelLoadError(f"{where}: missing field {key!r}")
+    value = data[key]
+    # bool is an int subclass; a flag where a number belongs is a broken manifest.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ModelLoadError(f"{where}.{key}: expected {kind}, got a boolean")
+    if not isinstance(value, kind):
+        raise ModelLoadError(f"{where}.{key}: expected {kind}, got {type(value).__name__}")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, where: str) -> float:
+    """A finite int or float field (ints stay ints, so counts round-trip unchanged)."""
+    value: float = _field(data, key, (int, float), where)
+    if not math.isfinite(value):
+        raise ModelLoadError(f"{where}.{key}: must be finite, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input: its name, dtype (always float32), default value and where it comes from."""
+
+    name: str
+    default: float
+    source: FeatureSource
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> FeatureSpec:
+        """Parse one ``features[i]`` entry; ModelLoadError on a bad field."""
+        if not isinstance(data, Mapping):
+            raise ModelLoadError(f"{where}: expected an object")
+        dtype = _field(data, "dtype", str, where)
+        if dtype != "float32":
+            raise ModelLoadError(f"{where}.dtype: only 'float32' is supported, got {dtype!r}")
+        source = _field(data, "source", str, where)
+        if source not in ("profile", "request"):
+            raise ModelLoadError(f"{where}.source: expected 'profile' or 'request', got {source!r}")
+        return cls(
+            name=_field(data, "name", str, where),
+            default=_number(data, "default", where),
+            source=cast(FeatureSource, source),
+            dtype=dtype,
+        )
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the score means and how it becomes a label (score >= threshold); binary 0/1 labels."""
+
+    meaning: str
+    threshold: float
+    positive_label: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> OutputSpec:
+        """Parse the ``output`` object; ModelLoadError on a bad field."""
+        if not isinstance(data, Mapping):
+            raise ModelLoadError(f"{where}: expected an object")
+        threshold = _number(data, "threshold", where)
+        if not 0.0 <= threshold <= 1.0:
+            raise ModelLoadError(f"{where}.threshold: must be within [0, 1], got {threshold}")
+        positive_label = _field(data, "positive_label", int, where)
+        if positive_label not in (0, 1):
+            raise ModelLoadError(f"{where}.positive_label: must be 0 or 1, got {positive_label}")
+        return cls(
+            meaning=_field(data, "meaning", str, where),
+            threshold=threshold,
+            positive_label=positive_label,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything known about one model version besides its weights (``manifest.json``)."""
+
+    name: str
+    version: str
+    algorithm: str
+    created_at: str  # ISO 8601, UTC
+    features: tuple[FeatureSpec, ...]
+    input_name: str
+    output: OutputSpec
+    metrics: Mapping[str, float] = field(hash=False)  # on held-out rows
+    onnx_parity_max_abs_diff: float
+    data_hash: str  # sha256 of the training arrays
+    reference: Mapping[str, tuple[float, ...]] = field(hash=False)  # training sample per feature
+    training: Mapping[str, int | float | str] = field(hash=False)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Input names in model input order."""
+        return tuple(f.name for f in self.features)
+
+    def defaults(self) -> np.ndarray:
+        """Default value per feature, float32 (F,), in input order (for missing features)."""
+        return np.array([f.default for f in self.features], dtype=np.float32)
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "manifest") -> Manifest:
+        """Build from parsed JSON; ModelLoadError naming ``origin`` and the field when invalid."""
+        if not isinstance(data, Mapping):
+            raise ModelLoadError(f"{origin}: expected a JSON object")
+        raw_features = _field(data, "features", list, origin)
+        if not raw_features:
+            raise ModelLoadError(f"{origin}.features: must not be empty")
+        features = tuple(
+            FeatureSpec.from_dict(f, f"{origin}.features[{i}]") for i, f in enumerate(raw_features)
+        )
+        names = [f.name for f in features]
+        if len(set(names)) != len(names):
+            raise ModelLoadError(f"{origin}.features: duplicate feature names in {names}")
+
+        metrics_raw = _field(data, "metrics", dict, origin)
+        metrics = {k: _number(metrics_raw, k, f"{origin}.metrics") for k in metrics_raw}
+        reference_raw = _field(data, "reference", dict, origin)
+        reference: dict[str, tuple[float, ...]] = {}
+        for key, values in reference_raw.items():
+            if key not in names:
+                raise ModelLoadError(f"{origin}.reference: {key!r} is not a feature")
+            if not isinstance(values, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                raise ModelLoadError(f"{origin}.reference.{key}: expected a list of numbers")
+            reference[key] = tuple(float(v) for v in values)
+        training = _field(data, "training", dict, origin)
+
+        return cls(
+            name=_field(data, "name", str, origin),
+            version=_field(data, "version", str, origin),
+            algorithm=_field(data, "algorithm", str, origin),
+            created_at=_field(data, "created_at", str, origin),
+            features=features,
+            input_name=_field(data, "input_name", str, origin),
+            output=OutputSpec.from_dict(_field(data, "output", dict, origin), f"{origin}.output"),
+            metrics=metrics,
+            onnx_parity_max_abs_diff=_number(data, "onnx_parity_max_abs_diff", origin),
+            data_hash=_field(data, "data_hash", str, origin),
+            reference=reference,
+            training=dict(training),
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> Manifest:
+        """Read and validate a manifest.json; ModelLoadError (cause kept) if missing or invalid."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"cannot read manifest {path}: {exc}") from exc
+        return cls.from_dict(data, origin=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, field order as documented in models/README.md."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "algorithm": self.algorithm,
+            "created_at": self.created_at,
+            "features": [
+                {"name": f.name, "dtype": f.dtype, "default": f.default, "source": f.source}
+                for f in self.features
+            ],
+            "input_name": self.input_name,
+            "output": {
+                "meaning": self.output.meaning,
+                "threshold": self.output.threshold,
+                "positive_label": self.output.positive_label,
+            },
+            "metrics": dict(self.metrics),
+            "onnx_parity_max_abs_diff": self.onnx_parity_max_abs_diff,
+            "data_hash": self.data_hash,
+            "reference": {k: list(v) for k, v in self.reference.items()},
+            "training": dict(self.training),
+        }
+
+    def write(self, path: Path) -> None:
+        """Write as JSON atomically (temp file + rename), so readers never see half a file."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, indent=1)
+                fh.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version ready to serve: its manifest and its ONNX engine."""
+
+    manifest: Manifest
+    engine: OnnxModel
+    path: Path  # the version directory
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(name, version)."""
+        return self.manifest.name, self.manifest.version
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """P(positive_label), float32 (n,), for X float32 (n, F) in manifest feature order."""
+        return self.engine.predict_proba(X)
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """Labels, int64 (n,): positive_label where proba >= threshold, else the other class."""
+        positive = self.manifest.output.positive_label
+        return np.where(proba >= self.manifest.output.threshold, positive, 1 - positive).astype(
+            np.int64
+        )
+
+
+def _version_key(version: str) -> tuple[int, int, str]:
+    # Numeric versions first, in numeric order ("2" < "10"); others after, alphabetically.
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+class ModelRegistry:
+    """Model versions under ``models_dir``, loaded on demand and cached (thread-safe).
+
+    ``intra_op_threads`` is passed to each ONNX session (threads per inference call).
+    """
+
+    def __init__(self, models_dir: Path, intra_op_threads: int = 1) -> None:
+        self.models_dir = Path(models_dir)
+        self.intra_op_threads = intra_op_threads
+        self._cache: dict[tuple[str, str], LoadedModel] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Model names that have at least one complete version, sorted."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.models_dir.iterdir()
+            if is_identifier(p.name) and self.versions(p.name)
+        )
+
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of ``name`` (those with a manifest), numeric order when numeric."""
+        model_dir = self.models_dir / name
+        if not is_identifier(name) or not model_dir.is_dir():
+            return []
+        found = [
+            p.name
+            for p in model_dir.iterdir()
+            if is_identifier(p.name) and (p / MANIFEST_FILE).is_file()
+        ]
+        return sorted(found, key=_version_key)
+
+    def latest(self, name: str) -> str:
+        """The highest version of ``name``; UnknownModelError if it has none."""
+        versions = self.versions(name)
+        if not versions:
+            raise UnknownModelError(f"no versions of model {name!r} in {self.models_dir}")
+        return versions[-1]
+
+    def load(self, name: str, version: str) -> LoadedModel:
+        """The loaded version (cached); ModelLoadError with the cause if it cannot be loaded."""
+        key = (name, version)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        # One lock per version: concurrent loads of one version build one session, while
+        # different versions load in parallel.
+        with lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = self._load_uncached(name, version)
+                self._cache[key] = cached
+            return cached
+
+    def evict(self, name: str, version: str) -> bool:
+        """Drop a version from the cache (callers holding it keep it); whether it was cached."""
+        return self._cache.pop((name, version), None) is not None
+
+    def _load_uncached(self, name: str, version: str) -> LoadedModel:
+        if not is_identifier(name) or not is_identifier(version):
+            raise ModelLoadError(f"invalid model name or version: {name!r} {version!r}")
+        version_dir = self.models_dir / name / version
+        manifest_path = version_dir / MANIFEST_FILE
+        if not manifest_path.is_file():
+            known = self.versions(name)
+            raise ModelLoadError(f"model {name!r} has no version {version!r} (known: {known})")
+        manifest = Manifest.from_file(manifest_path)
+        if (manifest.name, manifest.version) != (name, version):
+            raise ModelLoadError(
+                f"{manifest_path}: says {manifest.name!r} version {manifest.version!r}, "
+                f"but lives at {name!r} version {version!r}"
+            )
+        # Binary classifiers export their classes sorted, so label 0 or 1 is that column.
+        engine = OnnxModel(
+            version_dir / MODEL_FILE,
+            intra_op_threads=self.intra_op_threads,
+            positive_column=manifest.output.positive_label,
+        )
+        if engine.n_features != len(manifest.features):
+            raise ModelLoadError(
+                f"{version_dir}: ONNX input has {engine.n_features} features, "
+                f"manifest lists {len(manifest.features)}"
+            )
+        if engine.input_name != manifest.input_name:
+            raise ModelLoadError(
+                f"{version_dir}: ONNX input is {engine.input_name!r}, "
+                f"manifest says {manifest.input_name!r}"
+            )
+        return LoadedModel(manifest=manifest, engine=engine, path=version_dir)

@@ -1,0 +1,1 @@
+"""Storage: the PostgreSQL sink, its row checks and SQL migrations."""

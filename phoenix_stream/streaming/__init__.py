@@ -1,0 +1,1 @@
+"""Streaming: batch handlers, the emitter, the failure policy, Faust transport patches."""

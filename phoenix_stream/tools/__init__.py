@@ -1,0 +1,1 @@
+"""Tools: demo, simulator, worker processes and the benchmark."""

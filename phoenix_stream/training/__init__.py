@@ -1,0 +1,1 @@
+"""Training: synthetic data and the demo models."""

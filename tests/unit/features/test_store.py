@@ -1,0 +1,58 @@
+"""FeatureStore without Redis: construction, keys, redaction, and errors before start.
+
+Reads and writes against a real Redis are in tests/integration/test_feature_store.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from phoenix_stream.exceptions import FeatureStoreError
+from phoenix_stream.features.store import FeatureStore, redact_url
+
+
+def test_key_uses_prefix() -> None:
+    assert FeatureStore("redis://127.0.0.1:1/0").key("cust-7") == "phoenix:features:cust-7"
+    assert FeatureStore("redis://127.0.0.1:1/0", key_prefix="t:").key("x") == "t:x"
+
+
+def test_constructor_opens_nothing() -> None:
+    store = FeatureStore("redis://127.0.0.1:1/0")
+    with pytest.raises(FeatureStoreError, match="not started"):
+        _ = store.client
+
+
+@pytest.mark.parametrize("timeout_s", [0.0, -1.0])
+def test_timeout_must_be_positive(timeout_s: float) -> None:
+    with pytest.raises(ValueError, match="timeout_s"):
+        FeatureStore("redis://127.0.0.1:1/0", timeout_s=timeout_s)
+
+
+async def test_calls_before_start() -> None:
+    store = FeatureStore("redis://127.0.0.1:1/0")
+    assert await store.get_many([]) == []
+    assert await store.ping() is False
+    with pytest.raises(FeatureStoreError, match="not started"):
+        await store.get_many(["a"])
+    with pytest.raises(FeatureStoreError, match="not started"):
+        await store.put_many({"a": {"x": 1.0}})
+
+
+async def test_seed_checks_arguments_before_connecting() -> None:
+    store = FeatureStore("redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match="2 entity ids but 1"):
+        await store.seed(["a", "b"], [{"x": 1.0}])
+    with pytest.raises(ValueError, match="chunk"):
+        await store.seed(["a"], [{"x": 1.0}], chunk=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("redis://bob:s3cret@host:1/2", "redis://bob:***@host:1/2"),
+    ],
+)
+def test_redact_url_hides_password(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
