@@ -11,7 +11,10 @@ executemany also cannot say how many rows were new. Rows are checked first by
 :mod:`phoenix_stream.storage.rows`.
 ``write_until_done`` retries connection failures with exponential backoff and jitter until
 the batch is in, which is what lets the caller commit Kafka offsets only after a successful
-write (DESIGN 4 and 7).
+write (DESIGN 4 and 7). ``write_isolating`` also survives rows PostgreSQL refuses: it
+splits a refused batch in halves until each refused row stands alone, writes the rest and
+reports those rows with PostgreSQL's reason (DESIGN 7), instead of failing the batch.
+Rows go to ``predictions`` or, for challengers served in shadow, ``shadow_predictions``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from mode import Service
@@ -32,9 +36,15 @@ from phoenix_stream.storage.rows import COLUMNS, prediction_records
 
 __all__ = [
     "COLUMNS",
+    "TABLES",
     "PredictionSink",
+    "RowsRefused",
+    "SinkReport",
+    "Table",
     "backoff_delay",
+    "is_data_error",
     "is_transient",
+    "isolate_rejected",
     "prediction_records",
 ]
 
@@ -51,16 +61,32 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
     predicted_at double precision, latency_ms double precision
 ) ON COMMIT DELETE ROWS
 """
-_INSERT_FROM_STAGING = """
-INSERT INTO predictions (
+
+Table = Literal["predictions", "shadow_predictions"]
+TABLES: tuple[Table, ...] = ("predictions", "shadow_predictions")
+"""Tables the sink writes: served predictions, and challenger answers served in shadow."""
+
+
+def _insert_from_staging(table: Table) -> str:
+    # Table names come from the fixed TABLES allow-list only, never from input.
+    return f"""
+INSERT INTO {table} (
     request_id, entity_id, model, version, variant, score, label, features, defaults_used,
     degraded, source, received_at, predicted_at, latency_ms
 )
 SELECT request_id, entity_id, model, version, variant, score, label, features, defaults_used,
        degraded, source, to_timestamp(received_at), to_timestamp(predicted_at), latency_ms
-FROM phoenix_predictions_staging
+FROM {_STAGING}
 ON CONFLICT (request_id) DO NOTHING
-"""
+"""  # noqa: S608 - see above
+
+
+_INSERT_FROM_STAGING: dict[str, str] = {table: _insert_from_staging(table) for table in TABLES}
+_COUNT: dict[str, str] = {table: f"SELECT count(*) FROM {table}" for table in TABLES}  # noqa: S608
+_COUNT_MODEL: dict[str, str] = {
+    table: f"SELECT count(*) FROM {table} WHERE model = $1"  # noqa: S608
+    for table in TABLES
+}
 # Everything the driver raises: server errors, client-side errors, socket errors.
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable; TimeoutError is an OSError too
@@ -84,6 +110,25 @@ _PERMANENT_CLIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# Errors that blame the rows, not the server or the connection: the same rows fail the
+# same way again, and the batch without the offending row goes in.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,  # class 22: out of range, bad time, NUL, bad text representation
+    asyncpg.IntegrityConstraintViolationError,  # class 23: CHECK, NOT NULL
+    asyncpg.ProgramLimitExceededError,  # class 54: an index entry too large
+    # Raised by the driver while encoding a record for COPY (a label beyond int4, a lone
+    # surrogate, a wrong type); the connection stays usable, as for the server errors.
+    TypeError,
+    ValueError,  # includes UnicodeEncodeError and asyncpg's client-side DataError
+    OverflowError,
+)
+
+
+def is_data_error(exc: BaseException | None) -> bool:
+    """True if ``exc``, raised while writing rows, means PostgreSQL or the driver refuses them."""
+    return isinstance(exc, _DATA_ERRORS)
+
+
 def is_transient(exc: BaseException | None) -> bool:
     """True if ``exc`` (usually a SinkError's cause) means a retry may succeed."""
     if isinstance(exc, (OSError, *_TRANSIENT_SERVER)):
@@ -104,6 +149,77 @@ def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) 
     """
     ceiling = min(max_s, min_s * 2.0 ** min(attempt, 32))
     return rng.uniform(ceiling / 2.0, ceiling)
+
+
+class RowsRefused(SinkError):
+    """PostgreSQL, or the driver encoding for it, refused the rows of a write; cause kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkReport:
+    """Outcome of one batch write, all in rows.
+
+    ``written``: stored now; ``duplicates``: accepted but already stored (same request_id,
+    also twice in one batch); ``rejected``: ``(index in the batch, reason naming the field,
+    field or None)``, in index order, for rows refused by the checks or by PostgreSQL.
+    """
+
+    written: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str, str | None]] = field(default_factory=list)
+
+
+T = TypeVar("T")
+
+
+async def isolate_rejected(
+    items: Sequence[T], write: Callable[[Sequence[T]], Awaitable[int]]
+) -> tuple[int, list[tuple[int, RowsRefused]]]:
+    """Write ``items`` through ``write`` (which returns rows new), setting aside refused ones.
+
+    A slice that ``write`` refuses (RowsRefused) is split in halves until each refused item
+    stands alone: k bad items out of n cost at most 1 + 2k*ceil(log2(n)) writes. Returns (rows
+    new, [(index, error)] in index order). Other errors propagate; slices written before
+    stay written, so ``write`` must be idempotent for the caller to retry the batch.
+    """
+    written = 0
+    refused: list[tuple[int, RowsRefused]] = []
+
+    async def attempt(start: int, stop: int) -> None:
+        nonlocal written
+        try:
+            written += await write(items[start:stop])
+        except RowsRefused as exc:
+            if stop - start == 1:
+                refused.append((start, exc))
+                return
+            # Both halves are tried: a slice refused as a whole may go in as two halves
+            # (nothing then refused), and a half may hold several bad rows.
+            middle = (start + stop) // 2
+            await attempt(start, middle)
+            await attempt(middle, stop)
+
+    if items:
+        await attempt(0, len(items))
+    return written, refused
+
+
+_MAX_REASON_CHARS = 500
+
+
+def _refusal(exc: RowsRefused) -> tuple[str, str | None]:
+    """The reason (PostgreSQL's message, on one line, bounded) and column for a refused row."""
+    cause = exc.__cause__
+    if isinstance(cause, asyncpg.PostgresError):
+        reason = f"PostgreSQL refused the row ({cause.sqlstate} {type(cause).__name__}): {cause}"
+        column = getattr(cause, "column_name", None)
+    else:
+        reason = f"the driver cannot encode the row ({type(cause).__name__}): {cause}"
+        column = None
+    reason = " ".join(reason.split())
+    if len(reason) > _MAX_REASON_CHARS:
+        reason = reason[: _MAX_REASON_CHARS - 3] + "..."
+    return reason, column if isinstance(column, str) else None
 
 
 async def _init_connection(conn: Any) -> None:
@@ -225,16 +341,18 @@ class PredictionSink(Service):
         rows: Sequence[Mapping[str, Any]],
         *,
         rejects: list[tuple[int, ValidationError]] | None = None,
+        table: str = "predictions",
     ) -> int:
         """Write a batch of prediction rows in one transaction; return how many were new.
 
         Rows already stored (same request_id) are skipped. A bad row raises ValidationError
         (naming the row and field) before any I/O, or with ``rejects`` given is left out and
-        reported there (see :func:`prediction_records`). SinkError if PostgreSQL fails.
+        reported there (see :func:`prediction_records`). ``table``: one of TABLES. SinkError
+        if PostgreSQL fails (RowsRefused if it refuses the rows).
         """
-        return await self._write_records(prediction_records(rows, rejects))
+        return await self._write_records(prediction_records(rows, rejects), _checked(table))
 
-    async def _write_records(self, records: list[tuple[Any, ...]]) -> int:
+    async def _write_records(self, records: Sequence[tuple[Any, ...]], table: Table) -> int:
         if not records:
             return 0
         pool = await self._open()
@@ -243,8 +361,15 @@ class PredictionSink(Service):
                 try:
                     async with conn.transaction():
                         await conn.copy_records_to_table(_STAGING, records=records, columns=COLUMNS)
-                        status: str = await conn.execute(_INSERT_FROM_STAGING)
-                except BaseException:
+                        status: str = await conn.execute(_INSERT_FROM_STAGING[table])
+                except BaseException as exc:
+                    if is_data_error(exc):
+                        # The transaction rolled back and the connection is sound (also
+                        # after a COPY the driver aborted while encoding): keep it, as the
+                        # split of a refused batch writes again at once.
+                        raise RowsRefused(
+                            f"PostgreSQL refused {len(records)} predictions: {exc!r}"
+                        ) from exc
                     # A write cut short (server killed mid-COPY) can leave asyncpg's protocol
                     # state confused on a connection that still looks open; never reuse it.
                     conn.terminate()
@@ -259,21 +384,85 @@ class PredictionSink(Service):
         stop_event: asyncio.Event | None = None,
         *,
         rejects: list[tuple[int, ValidationError]] | None = None,
+        table: str = "predictions",
     ) -> int:
         """Write like :meth:`write`, retrying transient failures with backoff until it succeeds.
 
         Returns the rows newly inserted by the successful attempt (an earlier attempt whose
         acknowledgement was lost may have stored some already: they are skipped, not doubled).
-        Raises SinkError at once for a non-transient failure, and when the service stops or
+        Raises SinkError at once for a non-transient failure (RowsRefused when PostgreSQL
+        refuses a row: see :meth:`write_isolating`), and when the service stops or
         ``stop_event`` is set before the batch is written.
         """
         records = prediction_records(rows, rejects)  # once: retries reuse the conversion
+        return await self._write_records_until_done(records, _checked(table), stop_event)
+
+    async def write_isolating(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        table: str = "predictions",
+        stop_event: asyncio.Event | None = None,
+    ) -> SinkReport:
+        """Write rows, retrying outages until done, and set aside the rows that are refused.
+
+        ``table`` is one of TABLES (ValueError otherwise). Rows failing
+        :func:`prediction_records` and rows PostgreSQL refuses (isolated by
+        :func:`isolate_rejected`) are reported in ``rejected``, indexed into ``rows``; the
+        others are stored once. SinkError when stopping (see :meth:`write_until_done`) or on
+        a non-transient failure not caused by rows (a missing table, a refused login).
+        """
+        target = _checked(table)
+        checks: list[tuple[int, ValidationError]] = []
+        records = prediction_records(rows, checks)
+        report = await self.write_records_isolating(records, table=target, stop_event=stop_event)
+        failed = {index for index, _ in checks}
+        kept = [index for index in range(len(rows)) if index not in failed]  # record -> row
+        rejected = [(kept[i], reason, column) for i, reason, column in report.rejected]
+        for index, error in checks:
+            key = error.field.split(".", 1)[-1]  # "rows[3].score" -> "score"
+            rejected.append((index, f"{key}: {error.message}", key))
+        rejected.sort(key=lambda entry: entry[0])
+        return SinkReport(report.written, report.duplicates, rejected)
+
+    async def write_records_isolating(
+        self,
+        records: Sequence[tuple[Any, ...]],
+        *,
+        table: str = "predictions",
+        stop_event: asyncio.Event | None = None,
+    ) -> SinkReport:
+        """:meth:`write_isolating` for records already converted by prediction_records.
+
+        No checks here: PostgreSQL and the driver are the judges. ``rejected`` is indexed into
+        ``records`` and carries PostgreSQL's (or the driver's) message.
+        """
+        target = _checked(table)
+        written, refused = await isolate_rejected(
+            records, lambda chunk: self._write_records_until_done(chunk, target, stop_event)
+        )
+        rejected = [(index, *_refusal(error)) for index, error in refused]
+        if rejected:
+            log.warning(
+                "PostgreSQL refused %d of %d predictions for %s; set aside",
+                len(rejected),
+                len(records),
+                target,
+            )
+        return SinkReport(written, len(records) - written - len(rejected), rejected)
+
+    async def _write_records_until_done(
+        self,
+        records: Sequence[tuple[Any, ...]],
+        table: Table,
+        stop_event: asyncio.Event | None,
+    ) -> int:
         attempt = 0
         while True:
             if self.should_stop or (stop_event is not None and stop_event.is_set()):
                 raise SinkError(f"sink is stopping; {len(records)} predictions were not written")
             try:
-                return await self._write_records(records)
+                return await self._write_records(records, table)
             except SinkError as exc:
                 if not is_transient(exc.__cause__):
                     raise
@@ -317,18 +506,27 @@ class PredictionSink(Service):
             log.debug("PostgreSQL ping failed: %r", exc)
             return False
 
-    async def count_predictions(self, model: str | None = None) -> int:
-        """Number of stored predictions, of one ``model`` or all (for tests and the demo)."""
+    async def count_predictions(
+        self, model: str | None = None, *, table: str = "predictions"
+    ) -> int:
+        """Number of stored rows in ``table``, of one ``model`` or all (for tests and the demo)."""
+        target = _checked(table)
         pool = await self._open()
         try:
             async with pool.acquire(timeout=self.command_timeout_s) as conn:
                 if model is None:
-                    return int(await conn.fetchval("SELECT count(*) FROM predictions"))
-                return int(
-                    await conn.fetchval("SELECT count(*) FROM predictions WHERE model = $1", model)
-                )
+                    return int(await conn.fetchval(_COUNT[target]))
+                return int(await conn.fetchval(_COUNT_MODEL[target], model))
         except _DRIVER_ERRORS as exc:
-            raise SinkError(f"counting predictions failed: {exc!r}") from exc
+            raise SinkError(f"counting {target} failed: {exc!r}") from exc
+
+
+def _checked(table: str) -> Table:
+    """``table`` if it is one of TABLES, else ValueError: SQL never takes other names."""
+    for known in TABLES:
+        if table == known:
+            return known
+    raise ValueError(f"table must be one of {TABLES}, got {table!r}")
 
 
 def _redact(dsn: str) -> str:
