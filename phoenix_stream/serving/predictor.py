@@ -2,14 +2,16 @@
 
 ``Predictor.predict`` takes validated requests and returns served predictions, shadow
 predictions and rejections. Per batch it makes one feature-store read (one MGET) and
-one ONNX call per model version; nothing in it is per-record I/O.
+one ONNX call per model version; nothing in it is per-record I/O. Model versions the
+batch needs are loaded off the event loop before scoring (``ModelSource.prepare``), so
+routing and scoring never block on a load.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,13 +39,21 @@ class ServableModel(Protocol):
     def feature_defaults(self) -> np.ndarray: ...
     @property
     def threshold(self) -> float: ...
+    @property
+    def positive_label(self) -> int: ...
     def predict_proba(self, rows: np.ndarray) -> np.ndarray: ...
 
 
 class ModelSource(Protocol):
-    """Loads model versions; raises ``ModelLoadError`` when one cannot be served."""
+    """Model versions: loaded off the loop by ``prepare``, then looked up without blocking."""
 
-    def get(self, model: str, version: str) -> ServableModel: ...
+    async def prepare(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Load the (model, version) keys not loaded yet; never raises for a failed load."""
+        ...
+
+    def lookup(self, model: str, version: str) -> ServableModel:
+        """The loaded version; ``ModelLoadError`` (with why) when it is not loaded."""
+        ...
 
 
 class FeatureReader(Protocol):
@@ -134,7 +144,10 @@ class Predictor:
     ) -> Outcome:
         """Score ``requests`` (seconds since epoch for ``received_at``)."""
         outcome = Outcome()
-        pending = self._route(requests, outcome)
+        # Per batch, each model's deployment is looked up once, not once per request.
+        deployments = {model: self._deployments(model) for model in {r.model for r in requests}}
+        await self._models.prepare(_deployed_versions(deployments))
+        pending = self._route(requests, deployments, outcome)
         if not pending:
             return outcome
         degraded = await self._read_features(pending)
@@ -172,18 +185,18 @@ class Predictor:
                 )
         return outcome
 
-    def _route(self, requests: Sequence[ParsedRequest], outcome: Outcome) -> list[_Pending]:
+    def _route(
+        self,
+        requests: Sequence[ParsedRequest],
+        deployments: dict[str, Deployment | None],
+        outcome: Outcome,
+    ) -> list[_Pending]:
         pending: list[_Pending] = []
-        # Per batch, each model's deployment and each version's feature names are looked
-        # up once, not once per request.
-        deployments: dict[str, Deployment | None] = {}
+        # Per batch, each version's feature names are looked up once, not once per request.
         names_of: dict[tuple[str, str], frozenset[str] | ModelLoadError] = {}
         for request in requests:
             model = request.model
-            if model in deployments:
-                deployment = deployments[model]
-            else:
-                deployment = deployments[model] = self._deployments(model)
+            deployment = deployments[model]
             if deployment is None:
                 error = f"model {model!r} is not deployed"
                 outcome.rejected.append(Rejection(request, "unknown_model", error, "model"))
@@ -193,7 +206,7 @@ class Predictor:
             names = names_of.get(key)
             if names is None:
                 try:
-                    names = self._models.get(model, decision.version).feature_name_set
+                    names = self._models.lookup(model, decision.version).feature_name_set
                 except ModelLoadError as exc:
                     names = exc
                 names_of[key] = names
@@ -254,7 +267,7 @@ class Predictor:
         shadow: bool,
     ) -> None:
         try:
-            servable = self._models.get(model, version)
+            servable = self._models.lookup(model, version)
             matrix = assemble(
                 servable.feature_names,
                 servable.feature_defaults,
@@ -273,7 +286,9 @@ class Predictor:
         predicted_at = self._clock()
         latency_ms = (predicted_at - received_at) * 1000.0
         names = servable.feature_names
-        labels = (scores >= servable.threshold).astype(np.int64).tolist()  # ints, not bools
+        # The score is P(positive_label); tolist() gives ints, which JSON writes as 0/1.
+        positive = servable.positive_label
+        labels = np.where(scores >= servable.threshold, positive, 1 - positive).tolist()
         append = into.append
         (outcome.shadow_for if shadow else outcome.served_for).extend(p.request for p in group)
         for item, score, label, row, used in zip(
@@ -304,3 +319,14 @@ class Predictor:
         defaulted = sum(1 for used in matrix.defaults_used if used)
         if defaulted and not shadow:
             metrics.DEFAULTED_PREDICTIONS.labels(model=model).inc(defaulted)
+
+
+def _deployed_versions(deployments: dict[str, Deployment | None]) -> list[tuple[str, str]]:
+    """Every (model, version) the deployments may route to or shadow with."""
+    keys: list[tuple[str, str]] = []
+    for model, deployment in deployments.items():
+        if deployment is not None:
+            keys.append((model, deployment.champion))
+            if deployment.challenger is not None:
+                keys.append((model, deployment.challenger))
+    return keys

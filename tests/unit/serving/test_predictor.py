@@ -6,7 +6,7 @@ tests/integration/test_pipeline.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,7 @@ class LinearModel:
     scale: float
     feature_names: tuple[str, ...] = ("age", "amount")
     threshold: float = 0.5
+    positive_label: int = 1
 
     @property
     def feature_name_set(self) -> frozenset[str]:
@@ -42,13 +43,32 @@ class LinearModel:
 
 
 class Models:
-    def __init__(self, broken: frozenset[str] = frozenset()) -> None:
-        self.broken = broken
+    """ServingModels' interface: ``lookup`` only finds what ``prepare`` was awaited for."""
 
-    def get(self, model: str, version: str) -> LinearModel:
-        if version in self.broken:
-            raise ModelLoadError(f"{model} {version} is broken")
-        return LinearModel(version, scale=10.0 if version == "1" else -10.0)
+    def __init__(self, broken: frozenset[str] = frozenset(), positive_label: int = 1) -> None:
+        self.broken = broken
+        self.positive_label = positive_label
+        self.prepared: list[list[tuple[str, str]]] = []  # the keys of each prepare call
+        self.loaded: dict[tuple[str, str], LinearModel] = {}
+        self.failed: dict[tuple[str, str], str] = {}
+
+    async def prepare(self, keys: Iterable[tuple[str, str]]) -> None:
+        keys = list(keys)
+        self.prepared.append(keys)
+        for model, version in keys:
+            if version in self.broken:
+                self.failed[(model, version)] = f"{model} {version} is broken"
+            else:
+                scale = 10.0 if version == "1" else -10.0
+                self.loaded[(model, version)] = LinearModel(
+                    version, scale=scale, positive_label=self.positive_label
+                )
+
+    def lookup(self, model: str, version: str) -> LinearModel:
+        servable = self.loaded.get((model, version))
+        if servable is None:
+            raise ModelLoadError(self.failed.get((model, version), "not loaded yet"))
+        return servable
 
 
 class Features:
@@ -75,9 +95,10 @@ def predictor(
     unknown: EntityPolicy = "defaults",
     down: EntityPolicy = "defaults",
     broken: frozenset[str] = frozenset(),
+    models: Models | None = None,
 ) -> Predictor:
     return Predictor(
-        Models(broken),
+        models or Models(broken),
         features,
         {"m": deployment}.get,
         feature_max_age_s=60.0,
@@ -159,3 +180,45 @@ async def test_broken_shadow_never_costs_the_served_answer() -> None:
     p = predictor(Features({}), Deployment("m", "1", "2", "shadow"), broken=frozenset({"2"}))
     outcome = await p.predict([request(1)], source="kafka", received_at=1000.0)
     assert len(outcome.served) == 1 and not outcome.shadow and not outcome.rejected
+
+
+async def test_needed_versions_are_prepared_once_per_batch_before_scoring() -> None:
+    models = Models()
+    p = predictor(Features({}), Deployment("m", "1", "2", "shadow"), models=models)
+    outcome = await p.predict(
+        [request(1), request(2, "x"), request(3, model="nope")], source="kafka", received_at=1000.0
+    )
+    # One prepare per batch with the served and the shadow version; the unknown model
+    # prepares nothing.
+    assert models.prepared == [[("m", "1"), ("m", "2")]]
+    assert len(outcome.served) == 2 and len(outcome.shadow) == 2
+    assert [r.kind for r in outcome.rejected] == ["unknown_model"]
+
+
+async def test_a_version_that_cannot_load_rejects_only_its_requests() -> None:
+    entities = [f"e{i}" for i in range(200)]
+    p = predictor(Features({}), Deployment("m", "1", "2", "ab", 0.5), broken=frozenset({"2"}))
+    outcome = await p.predict(
+        [request(i, e) for i, e in enumerate(entities)], source="kafka", received_at=1000.0
+    )
+    assert outcome.served and {s.version for s in outcome.served} == {"1"}
+    assert outcome.rejected
+    assert {(r.kind, r.error, r.field) for r in outcome.rejected} == {
+        ("model_error", "m 2 is broken", "model")
+    }
+    assert len(outcome.served) + len(outcome.rejected) == len(entities)
+
+
+async def test_labels_follow_the_manifests_positive_label() -> None:
+    # Scores straddling the threshold: sigmoid((age + amount) / 10) for sums -10..10.
+    batch = [request(i, "nobody", age=float(a), amount=0.0) for i, a in enumerate(range(-10, 11))]
+    outcomes = {}
+    for positive in (1, 0):
+        p = predictor(Features({}), Deployment("m", "1"), models=Models(positive_label=positive))
+        outcomes[positive] = (await p.predict(batch, source="kafka", received_at=1000.0)).served
+    ones, zeros = outcomes[1], outcomes[0]
+    assert [s.score for s in ones] == [s.score for s in zeros]
+    assert [s.label for s in ones] == [1 if s.score >= 0.5 else 0 for s in ones]
+    assert {0, 1} == {s.label for s in ones}
+    assert [s.label for s in zeros] == [1 - s.label for s in ones]
+    assert all(type(s.label) is int for s in zeros)
