@@ -1,15 +1,22 @@
-"""The project's own CLI commands, added to Faust's (``phoenix-stream --help``)."""
+"""The project's own CLI commands, added to Faust's (``phoenix-stream --help``).
+
+They run on a plain ``asyncio.run`` rather than inside a ``faust.Worker`` (Faust's way
+for app commands), so they print only their own output: no Worker lifecycle lines, no
+one-second "Gathering all futures" pause. ``phoenix-stream worker`` is Faust's own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
 import click
 from faust.cli import AppCommand, argument, option
+from mode.utils.logging import level_number
 
 from phoenix_stream.app import app, settings
 from phoenix_stream.embedded import (
@@ -21,14 +28,46 @@ from phoenix_stream.embedded import (
 from phoenix_stream.exceptions import PhoenixError
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     click.echo(f"error: {exc}", err=True)
     raise SystemExit(1)
+
+
+def _not_service_lifecycle(record: logging.LogRecord) -> bool:
+    """False for mode's info lines on a service's life (``[^FeatureStore]: Starting...``)."""
+    return record.levelno > logging.INFO or not str(record.msg).startswith("[^")
+
+
+class ProjectCommand(AppCommand):
+    """An app command run by ``asyncio.run`` outside a ``faust.Worker``.
+
+    Logs of ``phoenix_stream`` go to stderr at ``--loglevel``, other libraries' at
+    warning and above, services' start/stop lines not at all. A ``PhoenixError`` ends
+    the command with ``error: ...`` and exit status 1, Ctrl-C with 130.
+    """
+
+    abstract: ClassVar[bool] = True  # Faust registers subclasses only
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Run the command to its end and exit with its status."""
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_not_service_lifecycle)
+        logging.basicConfig(level=logging.WARNING, handlers=[handler])
+        logging.getLogger("phoenix_stream").setLevel(level_number(self.loglevel))
+        try:
+            asyncio.run(self.execute(*self.args, *args, **{**self.kwargs, **kwargs}))
+        except PhoenixError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        raise SystemExit(0)
 
 
 @app.command(
     argument("action", type=click.Choice(["up", "down", "status"])),
     argument("names", nargs=-1, type=click.Choice(list(SERVICE_NAMES))),
+    base=ProjectCommand,
 )
 async def services(self: AppCommand, action: str, names: tuple[str, ...]) -> None:
     """Start, stop or show the embedded broker, Redis and PostgreSQL."""
@@ -55,6 +94,7 @@ async def services(self: AppCommand, action: str, names: tuple[str, ...]) -> Non
         help="Registry folder (default PHOENIX_MODELS_DIR).",
     ),
     option("--force/--no-force", default=False, help="Retrain even if models exist."),
+    base=ProjectCommand,
 )
 async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
     """Train the demo models (champion and challenger) into the registry."""
@@ -77,6 +117,7 @@ async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
         show_default=True,
         help="How many entities to seed.",
     ),
+    base=ProjectCommand,
 )
 async def seed(self: AppCommand, entities: int) -> None:
     """Write the demo customer profiles into the Redis feature store."""
@@ -118,6 +159,7 @@ async def seed(self: AppCommand, entities: int) -> None:
         help="Requests per Kafka record (1 = single-request records).",
     ),
     option("--seed", "random_seed", type=int, default=1, show_default=True),
+    base=ProjectCommand,
 )
 async def simulate(
     self: AppCommand,
@@ -155,6 +197,7 @@ async def simulate(
     ),
     option("--rate", type=float, default=300.0, show_default=True, help="Requests per second."),
     option("--entities", type=int, default=100_000, show_default=True),
+    base=ProjectCommand,
 )
 async def demo(self: AppCommand, duration: float, rate: float, entities: int) -> None:
     """Start everything, stream requests for a while, show progress and a summary."""
@@ -180,6 +223,7 @@ async def demo(self: AppCommand, duration: float, rate: float, entities: int) ->
         show_default=True,
         help="Requests per throughput phase.",
     ),
+    base=ProjectCommand,
 )
 async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> None:
     """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""

@@ -79,3 +79,14 @@ def kafka_producer(app: faust.App) -> aiokafka.AIOKafkaProducer:
     if producer is None:
         raise RuntimeError("Faust's producer is not started yet")
     return cast(aiokafka.AIOKafkaProducer, producer)
+
+
+async def broker_round_trip(app: faust.App) -> None:
+    """Ask a broker for cluster metadata over Faust's producer connections (a real request).
+
+    ``AIOKafkaClient.fetch_all_metadata`` (aiokafka 0.14) sends a ``MetadataRequest`` to a
+    known broker, trying each in turn, and raises ``KafkaError`` when none answers; the
+    client's cached ``cluster`` would report a broker that has gone. No timeout here: the
+    caller bounds it (a connection attempt alone may take ``request_timeout_ms``).
+    """
+    await kafka_producer(app).client.fetch_all_metadata()
