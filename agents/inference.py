@@ -1,12 +1,14 @@
 """Inference agent: request records in, predictions and dead letters out.
 
-The loop takes up to ``PHOENIX_TAKE_MAX`` events (or what arrived within
-``PHOENIX_TAKE_WITHIN_MS``), hands their raw bytes to the pipeline, and acks them only
-after every output record was delivered: at-least-once, never an ack before delivery.
+A thin loop: ``run_batches`` takes up to ``PHOENIX_TAKE_MAX`` events (or what arrived
+within ``PHOENIX_TAKE_WITHIN_MS``), cuts them into groups of about
+``PHOENIX_CHUNK_REQUESTS`` requests, hands each group to the pipeline under the failure
+policy, and acks the events only after every output record was delivered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from phoenix_stream.app import (
@@ -17,7 +19,8 @@ from phoenix_stream.app import (
     settings,
     shadow_predictions_topic,
 )
-from phoenix_stream.streaming.request_pipeline import InRecord
+from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.records import InRecord
 
 
 @app.agent(requests_topic, name="phoenix.inference")
@@ -26,12 +29,15 @@ async def inference(stream: Any) -> None:
     for topic in (predictions_topic, shadow_predictions_topic, dead_letters_topic):
         await topic.maybe_declare()
     pipeline = app.runtime.pipeline
-    within_s = settings.take_within_ms / 1000.0
-    async for events in stream.noack_take(settings.take_max, within=within_s):
-        records = [
-            InRecord(m.topic, m.partition, m.offset, m.key, m.value)
-            for m in (event.message for event in events)
-        ]
+
+    async def handle(records: Sequence[InRecord]) -> None:
         await pipeline.process(records)
-        for event in events:
-            await stream.ack(event)
+
+    await run_batches(
+        stream,
+        handle,
+        app.runtime.failure_policy("inference"),
+        take=settings.take_max,
+        within_s=settings.take_within_ms / 1000.0,
+        groups=pipeline.groups,
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from mode import ServiceT
 
-from phoenix_stream.messages.schemas import DeadLetter, Prediction
+from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
 from phoenix_stream.streaming.transport import ShortFetchTransport
@@ -94,7 +94,6 @@ requests_topic = app.topic(
     value_serializer="raw",
     partitions=settings.topic_partitions,
 )
-# Read raw by the sink, which dead-letters what it cannot decode (schema: Prediction).
 predictions_topic = app.topic(
     settings.topic("predictions"),
     key_serializer="raw",
@@ -103,8 +102,17 @@ predictions_topic = app.topic(
 )
 shadow_predictions_topic = app.topic(
     settings.topic("shadow-predictions"),
-    key_type=str,
-    value_type=Prediction,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+# Both prediction topics, read raw by the sink, which dead-letters what it cannot decode
+# (schema: messages.schemas.Prediction).
+stored_predictions_topic = app.topic(
+    settings.topic("predictions"),
+    settings.topic("shadow-predictions"),
+    key_serializer="raw",
+    value_serializer="raw",
     partitions=settings.topic_partitions,
 )
 dead_letters_topic = app.topic(

@@ -82,10 +82,40 @@ SINK_RETRIES = Counter(
     "PostgreSQL write attempts that failed and were retried.",
     registry=REGISTRY,
 )
+PROCESSING_ERRORS = Counter(
+    "phoenix_processing_errors_total",
+    "Records an agent failed on unexpectedly, isolated and dead-lettered (processing_error).",
+    ["agent"],
+    registry=REGISTRY,
+)
+AGENT_RETRIES = Counter(
+    "phoenix_agent_retries_total",
+    "Agent batches retried whole after an outage of a dependency.",
+    ["agent"],
+    registry=REGISTRY,
+)
+UNDELIVERABLE = Counter(
+    "phoenix_undeliverable_total",
+    "Output records the broker will never take (too large, rejected), by topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
 READY = Gauge(
     "phoenix_dependency_up",
     "1 when a dependency answered the last readiness probe.",
     ["dependency"],
+    registry=REGISTRY,
+)
+MODEL_LOADED = Gauge(
+    "phoenix_model_loaded",
+    "1 when a model version is loaded and serving, 0 when its last load attempt failed.",
+    ["model", "version"],
+    registry=REGISTRY,
+)
+MODEL_LOAD_FAILURES = Counter(
+    "phoenix_model_load_failures_total",
+    "Failed load attempts of a model version (each retried after a delay).",
+    ["model", "version"],
     registry=REGISTRY,
 )
 

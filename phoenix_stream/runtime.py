@@ -16,8 +16,9 @@ from typing import Any
 import faust
 from mode import Service
 
-from phoenix_stream.exceptions import DeliveryTimeout, ModelLoadError
+from phoenix_stream.exceptions import DeliveryTimeout
 from phoenix_stream.features.store import FeatureStore
+from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.requests import ParsedRequest
 from phoenix_stream.serving.coalescer import Coalescer
 from phoenix_stream.serving.models import Deployments, ServingModels
@@ -27,6 +28,7 @@ from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.streaming.emitter import BatchEmitter
+from phoenix_stream.streaming.failure_policy import FailurePolicy
 from phoenix_stream.streaming.request_pipeline import (
     RequestPipeline,
     Topics,
@@ -50,7 +52,7 @@ class Runtime(Service):
         self.features = FeatureStore(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self.sink = PredictionSink(settings.postgres_dsn)
         self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
-        self.models = ServingModels(self.registry)
+        self.models = ServingModels(self.registry, retry_s=settings.model_retry_s)
         self.deployments = Deployments(Deployment.from_settings(settings), self.registry)
         self.predictor = Predictor(
             self.models,
@@ -60,8 +62,13 @@ class Runtime(Service):
             unknown_entity_policy=settings.unknown_entity_policy,
             redis_down_policy=settings.redis_down_policy,
         )
+        self.dead_letters = DeadLetters(
+            settings.topic("dead-letters"), settings.dead_letter_max_bytes
+        )
         self.emitter = BatchEmitter(
-            lambda: kafka_producer(app), is_stopping=lambda: bool(self.should_stop)
+            lambda: kafka_producer(app),
+            is_stopping=self._is_stopping,
+            on_undeliverable=self.dead_letters.undeliverable,
         )
         self.topics = Topics(
             settings.topic("predictions"),
@@ -72,12 +79,27 @@ class Runtime(Service):
             self.predictor,
             self.emitter,
             self.topics,
+            self.dead_letters,
             default_model=lambda: settings.default_model,
             max_record_bytes=settings.max_record_bytes,
             max_batch_requests=settings.max_batch_requests,
+            chunk_requests=settings.chunk_requests,
         )
-        self.http = Coalescer(self._score_http, max_batch=settings.max_batch_requests)
+        self.http = Coalescer(
+            self._score_http,
+            max_batch=settings.max_batch_requests,
+            max_waiting=settings.http_queue_max,
+            deadline_s=settings.http_deadline_ms / 1000,
+        )
         super().__init__(**kwargs)
+
+    def failure_policy(self, agent: str) -> FailurePolicy:
+        """The failure policy for ``agent`` (every agent gets its policy here)."""
+        return FailurePolicy(agent, self.emitter, self.dead_letters, is_stopping=self._is_stopping)
+
+    def _is_stopping(self) -> bool:
+        # The app stops its agents before this runtime (a dependency): look at both.
+        return bool(self.should_stop or self.app.should_stop)
 
     def on_init_dependencies(self) -> list[Service]:
         """Redis client and PostgreSQL pool open with the runtime (neither blocks on an outage)."""
@@ -96,10 +118,13 @@ class Runtime(Service):
         return outcome
 
     async def on_start(self) -> None:
-        """Load the served model versions now, so the first request does not pay for it."""
+        """Load the served model versions now (in threads), so the first request does not pay."""
         default = Deployment.from_settings(self.settings)
-        for version in filter(None, (default.champion, default.challenger)):
-            try:
-                await asyncio.to_thread(self.models.get, default.model, version)
-            except ModelLoadError as exc:  # keep serving what loads; /ready reports the rest
-                log.error("could not load %s version %s: %s", default.model, version, exc)
+        # A version that fails is logged and remembered by prepare; /ready reports it and
+        # the next batch after settings.model_retry_s tries it again.
+        versions = filter(None, (default.champion, default.challenger))
+        await self.models.prepare((default.model, version) for version in versions)
+
+    async def on_stop(self) -> None:
+        """Answer every HTTP caller before Redis and PostgreSQL close (grace of a few s)."""
+        await self.http.close()

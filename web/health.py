@@ -12,7 +12,7 @@ from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
 from phoenix_stream.serving.router import Deployment
-from phoenix_stream.streaming.transport import kafka_producer
+from phoenix_stream.streaming.transport import broker_round_trip
 from phoenix_stream.web.responses import json_response
 
 # A readiness probe must answer fast even when a dependency hangs, seconds.
@@ -42,24 +42,30 @@ async def _probe(name: str, check: Awaitable[bool]) -> str | None:
     return None if ok else reason
 
 
+async def _kafka_answers() -> bool:
+    """True once a broker answered a metadata request (raises otherwise)."""
+    await broker_round_trip(app)
+    return True
+
+
 async def readiness() -> dict[str, str]:
     """Name -> reason for every dependency that is not ready (empty when all are)."""
     runtime = app.runtime
     checks = {
         "redis": runtime.features.ping(),
         "postgres": runtime.sink.ping(),
+        "kafka": _kafka_answers(),
     }
     results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
     failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
-    try:
-        kafka_producer(app)
-    except RuntimeError as exc:
-        failing["kafka"] = str(exc)
+    # Read only: loads happen off the loop (ServingModels.prepare), never in a probe.
+    for (model, version), failure in sorted(runtime.models.failures().items()):
+        failing[f"model {model}/{version}"] = failure.reason
     default = Deployment.from_settings(settings)
     for version in filter(None, (default.champion, default.challenger)):
         try:
-            runtime.models.get(default.model, version)
-        except ModelLoadError as exc:
+            runtime.models.lookup(default.model, version)
+        except ModelLoadError as exc:  # failed (listed above) or not loaded yet
             failing[f"model {default.model}/{version}"] = str(exc)
     return failing
 

@@ -1,9 +1,9 @@
 """Message schemas: the ``faust.Record`` classes that travel on phoenix topics.
 
 These classes are the contract for producers and consumers. The inference hot path
-encodes predictions and dead letters straight to JSON (see ``phoenix_stream.messages.encoding``)
-because building a Record costs about 7 us a message; a unit test checks that those
-bytes decode into these classes field for field.
+encodes predictions and dead letters straight to JSON (``messages.encoding``,
+``messages.dead_letters``) because building a Record costs about 7 us a message; unit
+tests check that those bytes decode into these classes field for field.
 """
 
 from __future__ import annotations
@@ -53,8 +53,11 @@ class DeadLetter(faust.Record, serializer="json"):
     partition: int
     offset: int
     original_key: Optional[str]  # noqa: UP045 - base64, None when the record had no key
-    original_value: str  # base64 of the original bytes (or the one bad batch item)
-    error_kind: str  # invalid_json | invalid_request | unknown_model | unknown_entity | ...
+    original_value: str  # base64 of the original bytes (or the one bad batch item), cut
+    original_size: int  # bytes of the original before any cut
+    original_sha256: str  # hex digest of the whole original
+    truncated: bool  # True when original_value holds only the first bytes
+    error_kind: str  # see README "Dead letters" for the kinds
     error: str  # human readable reason, naming the field
     field: Optional[str]  # noqa: UP045 - dotted path of the offending field
     batch_index: Optional[int]  # noqa: UP045 - position inside a batch record

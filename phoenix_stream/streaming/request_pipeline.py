@@ -1,33 +1,35 @@
-"""One agent batch of raw request records in, output records out.
+"""One group of raw request records in, output records out.
 
 ``RequestPipeline.process`` decodes every record (a request or a batch of requests),
-scores the valid ones with the shared ``Predictor``, and produces predictions, shadow
-predictions and dead letters together with one ``BatchEmitter.emit``. It returns only
-after the broker has acknowledged all of them; the agent acks its events after that.
+scores the valid ones with the shared ``Predictor`` in chunks of at most
+``PHOENIX_CHUNK_REQUESTS`` requests, yielding to the event loop between chunks (so that
+``/health`` and the HTTP view keep answering while batch records of 1,000 requests
+flow), and produces predictions, shadow predictions and dead letters with one
+``BatchEmitter.emit``. It returns only after the broker has acknowledged all of them; the
+agent acks its events after that. ``RequestPipeline.groups`` cuts an agent batch into
+groups of about ``PHOENIX_CHUNK_REQUESTS`` requests, so that the work of one call (and
+its replay when the failure policy isolates a bad record) is bounded in requests, not
+in records.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from phoenix_stream import metrics
-from phoenix_stream.messages.encoding import encode_dead_letter, encode_prediction
+from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.messages.encoding import encode_prediction
 from phoenix_stream.messages.requests import ParsedRequest, RejectedRequest, decode_record
 from phoenix_stream.serving.predictor import Outcome, Predictor
-from phoenix_stream.streaming.emitter import BatchEmitter, OutRecord
+from phoenix_stream.streaming.emitter import BatchEmitter
+from phoenix_stream.streaming.records import InRecord, OutRecord
 
-
-@dataclass(frozen=True, slots=True)
-class InRecord:
-    """A consumed Kafka record as the pipeline sees it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+# Every request names its entity: counting this marker (a memchr-speed scan, no parsing)
+# estimates a record's requests from above, so that a group can be cut before decoding.
+_REQUEST_MARKER = b'"entity_id"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ class Topics:
 
 @dataclass(frozen=True, slots=True)
 class BatchReport:
-    """Counts for one processed batch (for metrics, logs and tests)."""
+    """Counts for one processed group (for metrics, logs and tests)."""
 
     records: int
     requests: int
@@ -51,26 +53,45 @@ class BatchReport:
 
 
 class RequestPipeline:
-    """Decode, predict, encode and emit one batch of request records."""
+    """Decode, predict, encode and emit one group of request records."""
 
     def __init__(
         self,
         predictor: Predictor,
         emitter: BatchEmitter,
         topics: Topics,
+        dead_letters: DeadLetters,
         *,
         default_model: Callable[[], str],
         max_record_bytes: int,
         max_batch_requests: int,
+        chunk_requests: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._predictor = predictor
         self._emitter = emitter
         self._topics = topics
+        self._dead_letters = dead_letters
         self._default_model = default_model
         self._max_record_bytes = max_record_bytes
         self._max_batch_requests = max_batch_requests
+        self._chunk_requests = chunk_requests
         self._clock = clock
+
+    def groups(self, records: Sequence[InRecord]) -> Iterator[Sequence[InRecord]]:
+        """Consecutive groups of records holding at most about ``chunk_requests`` requests.
+
+        A record holding more than that is a group of its own (its scoring is chunked).
+        """
+        budget = self._chunk_requests
+        start = size = 0
+        for index, record in enumerate(records):
+            size += max(1, (record.value or b"").count(_REQUEST_MARKER))
+            if size >= budget:
+                yield records[start : index + 1]
+                start, size = index + 1, 0
+        if start < len(records):
+            yield records[start:]
 
     async def process(self, records: Sequence[InRecord]) -> BatchReport:
         """Handle ``records``; returns once every output record is delivered."""
@@ -79,6 +100,7 @@ class RequestPipeline:
         requests: list[ParsedRequest] = []
         origin: dict[int, InRecord] = {}
         out: list[OutRecord] = []
+        counts = [0, 0, 0]  # requests, predictions, shadow predictions
         for record in records:
             for item in decode_record(
                 record.value,
@@ -88,75 +110,59 @@ class RequestPipeline:
             ):
                 if isinstance(item, RejectedRequest):
                     out.append(
-                        dead_letter_record(
-                            self._topics.dead_letters,
+                        self._dead_letters.record(
                             record,
-                            item.original,
                             item.kind,
                             item.error,
-                            item.field,
-                            item.batch_index,
-                            received_at,
+                            field=item.field,
+                            original=item.original,
+                            batch_index=item.batch_index,
                         )
                     )
                 else:
                     requests.append(item)
                     origin[id(item)] = record
+            if len(requests) >= self._chunk_requests:
+                await self._score(requests, origin, received_at, out, counts)
+                requests, origin = [], {}
+        if requests:
+            await self._score(requests, origin, received_at, out, counts)
+        await self._emitter.emit(out)
+        metrics.LATENCY.labels(source="kafka").observe(self._clock() - received_at)
+        predictions, shadow = counts[1], counts[2]
+        return BatchReport(
+            len(records), counts[0], predictions, shadow, len(out) - predictions - shadow
+        )
+
+    async def _score(
+        self,
+        requests: list[ParsedRequest],
+        origin: dict[int, InRecord],
+        received_at: float,
+        out: list[OutRecord],
+        counts: list[int],
+    ) -> None:
+        """Score one chunk into ``out``, then let the event loop run other tasks."""
         metrics.REQUESTS.labels(source="kafka").inc(len(requests))
         outcome = await self._predictor.predict(requests, source="kafka", received_at=received_at)
         for rejection in outcome.rejected:
             record = origin[id(rejection.request)]
-            original = rejection.request.original_bytes(record.value or b"")
             out.append(
-                dead_letter_record(
-                    self._topics.dead_letters,
+                self._dead_letters.record(
                     record,
-                    original,
                     rejection.kind,
                     rejection.error,
-                    rejection.field,
-                    rejection.request.batch_index,
-                    received_at,
+                    field=rejection.field,
+                    original=rejection.request.original_bytes(record.value or b""),
+                    batch_index=rejection.request.batch_index,
                 )
             )
         out.extend(prediction_records(outcome, self._topics))
-        await self._emitter.emit(out)
-        report = BatchReport(
-            len(records),
-            len(requests),
-            len(outcome.served),
-            len(outcome.shadow),
-            len(out) - len(outcome.served) - len(outcome.shadow),
-        )
-        record_outcome_metrics(outcome, "kafka", self._clock() - received_at)
-        return report
-
-
-def dead_letter_record(
-    topic: str,
-    record: InRecord,
-    original: bytes,
-    kind: str,
-    error: str,
-    field: str | None,
-    batch_index: int | None,
-    failed_at: float,
-) -> OutRecord:
-    """A dead letter for (part of) ``record``, keyed like it, counted by kind."""
-    metrics.DEAD_LETTERS.labels(kind=kind).inc()
-    value = encode_dead_letter(
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        original=original,
-        kind=kind,
-        error=error,
-        field=field,
-        batch_index=batch_index,
-        failed_at=failed_at,
-    )
-    return OutRecord(topic, record.key, value)
+        counts[0] += len(requests)
+        counts[1] += len(outcome.served)
+        counts[2] += len(outcome.shadow)
+        record_outcome_metrics(outcome, "kafka", None)
+        await asyncio.sleep(0)  # a chunk's CPU work is done: let /health and HTTP run
 
 
 def prediction_records(outcome: Outcome, topics: Topics) -> list[OutRecord]:
@@ -172,8 +178,12 @@ def prediction_records(outcome: Outcome, topics: Topics) -> list[OutRecord]:
     return out
 
 
-def record_outcome_metrics(outcome: Outcome, source: str, elapsed_s: float) -> None:
-    """Per-batch metric updates (one ``inc`` per label set, not per record)."""
+def record_outcome_metrics(outcome: Outcome, source: str, elapsed_s: float | None) -> None:
+    """Per-batch metric updates (one ``inc`` per label set, not per record).
+
+    ``elapsed_s`` (seconds from taking the batch to delivering its outputs) is observed
+    when given; the Kafka path observes it once per group, after delivery.
+    """
     counts: dict[tuple[str, str, str], int] = {}
     degraded = 0
     for scored in outcome.served:
@@ -189,5 +199,6 @@ def record_outcome_metrics(outcome: Outcome, source: str, elapsed_s: float) -> N
         metrics.SHADOW_PREDICTIONS.labels(model=model, version=version).inc(count)
     if degraded:
         metrics.DEGRADED_PREDICTIONS.inc(degraded)
-    metrics.LATENCY.labels(source=source).observe(elapsed_s)
+    if elapsed_s is not None:
+        metrics.LATENCY.labels(source=source).observe(elapsed_s)
     metrics.BATCH_SIZE.observe(len(outcome.served) + len(outcome.rejected))

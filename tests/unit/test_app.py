@@ -21,8 +21,11 @@ def test_registered_agents_topics_and_routes() -> None:
         "/ready",
         "/metrics",
     } <= routes
-    subscribed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
-    assert subscribed == {settings.topic("requests"), settings.topic("predictions")}
+    subscribed = {agent.name: set(agent.channel.topics) for agent in app.agents.values()}
+    assert subscribed == {
+        "phoenix.inference": {settings.topic("requests")},
+        "phoenix.sink": {settings.topic("predictions"), settings.topic("shadow-predictions")},
+    }
 
 
 def _routes() -> list[tuple[str, object]]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 
-import orjson
-
-from phoenix_stream.messages.encoding import encode_dead_letter, encode_prediction
-from phoenix_stream.messages.schemas import DeadLetter, Prediction
+from phoenix_stream.messages.encoding import encode_prediction
+from phoenix_stream.messages.schemas import Prediction
 from phoenix_stream.serving.predictor import Scored
 
 
@@ -54,25 +51,3 @@ def test_prediction_bytes_decode_into_the_record() -> None:
 
 def test_scored_has_exactly_the_prediction_fields() -> None:
     assert [f.name for f in dataclasses.fields(Scored)] == list(Prediction._options.fields)
-
-
-def test_dead_letter_keeps_original_bytes() -> None:
-    original = b"\xff\x00 not json"
-    raw = encode_dead_letter(
-        source_topic="t",
-        partition=2,
-        offset=7,
-        key=b"k",
-        original=original,
-        kind="invalid_json",
-        error="bad",
-        field=None,
-        batch_index=None,
-        failed_at=5.0,
-    )
-    record = DeadLetter.loads(raw)
-    assert isinstance(record, DeadLetter)
-    assert base64.b64decode(record.original_value) == original
-    assert base64.b64decode(record.original_key or "") == b"k"
-    assert (record.source_topic, record.partition, record.offset) == ("t", 2, 7)
-    assert set(orjson.loads(raw)) - {"__faust"} == set(DeadLetter._options.fields)

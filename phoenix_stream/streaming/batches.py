@@ -1,0 +1,43 @@
+"""The loop every agent runs: take a batch, handle it under the failure policy, then ack.
+
+Events are acknowledged only after their batch was handled (outputs delivered, rows
+written or dead-lettered), so a worker that dies mid-batch leaves them to be redelivered:
+at-least-once, with idempotent consumers downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from phoenix_stream.streaming.failure_policy import FailurePolicy, Handler
+from phoenix_stream.streaming.records import InRecord
+
+Grouper = Callable[[Sequence[InRecord]], Iterable[Sequence[InRecord]]]
+
+
+def one_group(records: Sequence[InRecord]) -> Iterable[Sequence[InRecord]]:
+    """The whole batch as one group."""
+    return (records,)
+
+
+async def run_batches(
+    stream: Any,
+    handle: Handler,
+    policy: FailurePolicy,
+    *,
+    take: int,
+    within_s: float,
+    groups: Grouper = one_group,
+) -> None:
+    """Consume ``stream`` in batches of up to ``take`` events (or ``within_s`` seconds).
+
+    ``groups`` splits a batch into the units handed to the policy, bounding the work
+    (and the replay after an isolated failure) of one handler call.
+    """
+    async for events in stream.noack_take(take, within=within_s):
+        records = [InRecord.of(event.message) for event in events]
+        for group in groups(records):
+            await policy.run(group, handle)
+        for event in events:
+            await stream.ack(event)

@@ -1,0 +1,121 @@
+"""The one failure policy of every agent: what happens when handling a batch raises.
+
+Faust restarts a crashed agent but never redelivers the events it held, so one bad
+record would park its partition until a rebalance replays it into the same crash
+(DESIGN.md section 7). Every agent therefore hands its batches to ``FailurePolicy.run``:
+
+- an **outage** (``is_transient``: Redis, PostgreSQL or Kafka unreachable) retries the
+  whole batch with capped, jittered backoff; it never dead-letters data;
+- **anything else** (a bug, an input nobody foresaw) splits the batch in halves until
+  the records that fail alone are found; those are dead-lettered as
+  ``processing_error`` with the exception, the rest is handled as usual. A poison record
+  in a batch of n costs about 2 log2(n) extra handler calls, not n;
+- while the worker **stops**, errors propagate: the events stay unacknowledged and are
+  redelivered to the next owner of the partition.
+
+Each failure is counted and logged with the agent, topic, partition and offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+import aiokafka.errors
+
+from phoenix_stream import metrics
+from phoenix_stream.exceptions import FeatureStoreError, ProduceError, SinkError, Undeliverable
+from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.storage.sink import is_transient as is_transient_database_error
+from phoenix_stream.streaming.emitter import BatchEmitter
+from phoenix_stream.streaming.records import InRecord
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[InRecord]], Awaitable[None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` means a dependency is unreachable, so the same batch may succeed later."""
+    if isinstance(exc, Undeliverable):
+        return False
+    if isinstance(exc, ProduceError | FeatureStoreError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, SinkError):
+        return is_transient_database_error(exc.__cause__)
+    return isinstance(exc, aiokafka.errors.KafkaError) and bool(exc.retriable)
+
+
+class FailurePolicy:
+    """Runs an agent's handler over a batch: retries outages, isolates and dead-letters bugs."""
+
+    def __init__(
+        self,
+        agent: str,
+        emitter: BatchEmitter,
+        dead_letters: DeadLetters,
+        *,
+        is_stopping: Callable[[], bool],
+        min_backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.agent = agent
+        self._emitter = emitter
+        self._dead_letters = dead_letters
+        self._is_stopping = is_stopping
+        self._min_backoff_s = min_backoff_s
+        self._max_backoff_s = max_backoff_s
+
+    async def run(self, records: Sequence[InRecord], handle: Handler) -> None:
+        """Handle ``records``; returns once each one is handled or dead-lettered."""
+        if not records:
+            return
+        backoff = self._min_backoff_s
+        while True:
+            try:
+                await handle(records)
+                return
+            except Exception as exc:
+                if self._is_stopping():
+                    raise  # leave the events unacked: the next owner gets them again
+                if not is_transient(exc):
+                    failure = exc
+                    break
+                metrics.AGENT_RETRIES.labels(agent=self.agent).inc()
+                log.warning(
+                    "%s: %d records from %s failed on an outage (%r); retrying in %.1f s",
+                    self.agent,
+                    len(records),
+                    _where(records),
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self._max_backoff_s)
+        if len(records) == 1:
+            await self._dead_letter(records[0], failure)
+            return
+        middle = len(records) // 2
+        await self.run(records[:middle], handle)
+        await self.run(records[middle:], handle)
+
+    async def _dead_letter(self, record: InRecord, exc: BaseException) -> None:
+        metrics.PROCESSING_ERRORS.labels(agent=self.agent).inc()
+        log.error(
+            "%s: record %s failed and is dead-lettered as processing_error: %r",
+            self.agent,
+            _where([record]),
+            exc,
+            exc_info=exc,
+        )
+        error = f"{type(exc).__name__}: {exc}"
+        await self._emitter.emit([self._dead_letters.record(record, "processing_error", error)])
+
+
+def _where(records: Sequence[InRecord]) -> str:
+    first, last = records[0], records[-1]
+    if len(records) == 1:
+        return f"{first.topic}[{first.partition}]@{first.offset}"
+    return f"{first.topic}[{first.partition}]@{first.offset} .. [{last.partition}]@{last.offset}"

@@ -1,0 +1,31 @@
+"""Kafka records as the streaming code sees them: one consumed, one to produce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """A consumed Kafka record: where it came from and its raw bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, message: Any) -> InRecord:
+        """The record of a Faust ``Message`` (raw key and value bytes)."""
+        return cls(message.topic, message.partition, message.offset, message.key, message.value)
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce: topic, key bytes (partitioning), value bytes."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
