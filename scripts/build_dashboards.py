@@ -72,6 +72,30 @@ PANELS: list[tuple[str, list[str], str]] = [
         "reqps",
     ),
     (
+        "Failure policy: isolated failures and outage retries per second, by agent",
+        [
+            "sum by (agent) (rate(phoenix_processing_errors_total[1m]))",
+            "sum by (agent) (rate(phoenix_agent_retries_total[1m]))",
+        ],
+        "ops",
+    ),
+    (
+        "Undeliverable outputs and produce retries per second",
+        [
+            "sum by (topic) (rate(phoenix_undeliverable_total[1m]))",
+            "sum(rate(phoenix_produce_retries_total[1m]))",
+        ],
+        "ops",
+    ),
+    (
+        "Model versions loaded, and load failures per second",
+        [
+            "min by (model, version) (phoenix_model_loaded)",
+            "sum by (model, version) (rate(phoenix_model_load_failures_total[5m]))",
+        ],
+        "short",
+    ),
+    (
         "Requests per agent batch (p50)",
         ["histogram_quantile(0.5, sum by (le) (rate(phoenix_batch_requests_bucket[1m])))"],
         "short",

@@ -1,7 +1,12 @@
-"""``GET /v1/models``: the models that can be served, their deployment and versions."""
+"""``GET /v1/models``: the models that can be served, their deployment and versions.
+
+Only manifests are read (no ONNX session is built for a listing), in a thread: the
+event loop also serves predictions.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web as aiohttp_web
@@ -9,6 +14,7 @@ from faust import web
 
 from phoenix_stream.app import app
 from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest
 from phoenix_stream.web.responses import json_response
 
 
@@ -21,7 +27,9 @@ def describe_models() -> list[dict[str, Any]]:
         versions: list[dict[str, Any]] = []
         for version in runtime.registry.versions(name):
             try:
-                manifest = runtime.registry.load(name, version).manifest
+                manifest = Manifest.from_file(
+                    runtime.registry.models_dir / name / version / MANIFEST_FILE
+                )
             except ModelLoadError as exc:
                 versions.append({"version": version, "error": str(exc)})
                 continue
@@ -54,4 +62,4 @@ class ModelsView(web.View):
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with ``{"models": [...]}``."""
-        return json_response({"models": describe_models()})
+        return json_response({"models": await asyncio.to_thread(describe_models)})
