@@ -2,7 +2,8 @@
 
 Same core as the Kafka agent (validation, predictor, encoding); the predictions are also
 produced to ``predictions`` and the answer is sent after the broker acknowledged them,
-so an HTTP prediction reaches PostgreSQL like any other.
+so an HTTP prediction reaches PostgreSQL like any other. Any body gets 200 or a JSON 4xx
+naming the field; 503 when the worker cannot take or record the work.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from faust import web
 
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
-from phoenix_stream.exceptions import DeliveryTimeout, ValidationError
+from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.requests import ParsedRequest, parse_request
 from phoenix_stream.serving.predictor import Outcome, Rejection, Scored
-from phoenix_stream.web.responses import json_error, json_response, read_json
+from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
 
 # Rejection kind -> HTTP status.
 _STATUS = {
@@ -59,13 +60,14 @@ def rejection_error(rejection: Rejection) -> tuple[int, dict[str, Any]]:
     }
 
 
-async def score(requests: list[ParsedRequest]) -> Outcome | aiohttp_web.Response:
-    """Predict (coalesced with concurrent callers) and record on Kafka; 503 if that fails."""
+async def score(requests: list[ParsedRequest]) -> Outcome:
+    """Predict (coalesced with concurrent callers) and record on Kafka.
+
+    Raises ``Overloaded``, ``DeliveryTimeout`` or ``ShuttingDown``: ``json_errors``
+    answers those with 503.
+    """
     metrics.REQUESTS.labels(source="http").inc(len(requests))
-    try:
-        return await app.runtime.http.submit(requests)
-    except DeliveryTimeout as exc:
-        return json_error(503, f"{exc}; retry")
+    return await app.runtime.http.submit(requests)
 
 
 def _parse(item: Any, index: int | None = None) -> ParsedRequest:
@@ -82,6 +84,7 @@ def _parse(item: Any, index: int | None = None) -> ParsedRequest:
 class PredictView(web.View):
     """Score one request: ``{request_id?, entity_id, model?, features?}``."""
 
+    @json_errors
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with the prediction; 400 bad JSON, 404 unknown model, 413, 422 bad field."""
         body, error = await read_json(request, settings.max_record_bytes)
@@ -92,8 +95,6 @@ class PredictView(web.View):
         except ValidationError as exc:
             return json_error(422, exc.message, exc.field)
         outcome = await score([parsed])
-        if isinstance(outcome, aiohttp_web.Response):
-            return outcome
         if outcome.rejected:
             status, payload = rejection_error(outcome.rejected[0])
             return json_response(payload, status)
@@ -104,6 +105,7 @@ class PredictView(web.View):
 class PredictBatchView(web.View):
     """Score a list of requests (``[...]`` or ``{"requests": [...]}``) in one batch."""
 
+    @json_errors
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with ``predictions`` and per-item ``errors`` (index, status, field)."""
         body, error = await read_json(request, settings.max_record_bytes)
@@ -128,9 +130,7 @@ class PredictBatchView(web.View):
                 errors.append(
                     {"index": index, "status": 422, "error": exc.message, "field": exc.field}
                 )
-        outcome = await score(parsed)
-        if isinstance(outcome, aiohttp_web.Response):
-            return outcome
+        outcome = await score(parsed) if parsed else Outcome()  # nothing to queue
         for rejection in outcome.rejected:
             status, payload = rejection_error(rejection)
             errors.append({"index": rejection.request.batch_index, "status": status, **payload})

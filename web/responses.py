@@ -1,28 +1,57 @@
-"""JSON responses shared by the views: every error names what went wrong and where."""
+"""JSON responses shared by the views: every error names what went wrong and where.
+
+``json_errors`` wraps a view method so that nothing it raises becomes aiohttp's
+plain-text 500: the project's availability errors become 503, anything unexpected a
+logged JSON 500 (a bug of ours; a client's bad input is always a 4xx).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web as aiohttp_web
 
-from phoenix_stream.messages.requests import load_json
+from phoenix_stream.exceptions import (
+    DeliveryTimeout,
+    Overloaded,
+    ShuttingDown,
+    ValidationError,
+)
+from phoenix_stream.messages.requests import load_json, shorten
 
 JSON = "application/json"
+RETRY_AFTER_S = 1  # seconds an overloaded worker asks a client to wait
+
+log = logging.getLogger(__name__)
+
+View = TypeVar("View")
+Handler = Callable[[View, aiohttp_web.Request], Awaitable[aiohttp_web.Response]]
 
 
-def json_response(body: Any, status: int = 200) -> aiohttp_web.Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> aiohttp_web.Response:
     """A JSON response (orjson-encoded)."""
-    return aiohttp_web.Response(body=orjson.dumps(body), status=status, content_type=JSON)
+    return aiohttp_web.Response(
+        body=orjson.dumps(body), status=status, content_type=JSON, headers=headers
+    )
 
 
 def json_error(
-    status: int, error: str, field: str | None = None, **extra: Any
+    status: int,
+    error: str,
+    field: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> aiohttp_web.Response:
     """``{"error": ..., "field": ...}`` with ``status``; ``field`` is a dotted path."""
     body: dict[str, Any] = {"error": error, "field": field, **extra}
-    return json_response(body, status)
+    return json_response(body, status, headers)
 
 
 async def read_json(
@@ -43,3 +72,40 @@ async def read_json(
         return load_json(raw), None
     except ValueError as exc:
         return None, json_error(400, f"invalid JSON: {exc}")
+
+
+def json_errors(handler: Handler[View]) -> Handler[View]:
+    """Wrap a view method: errors it raises become JSON (503 unavailable, 500 a bug)."""
+
+    @functools.wraps(handler)
+    async def guarded(view: View, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        try:
+            return await handler(view, request)
+        except aiohttp_web.HTTPException:
+            raise  # aiohttp's own answers (redirects, 405) are meant as they are
+        except Overloaded as exc:
+            return json_error(
+                503,
+                f"{_said(exc, 'the worker is overloaded')}; retry in {RETRY_AFTER_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+                kind="overloaded",
+            )
+        except ShuttingDown as exc:
+            error = f"{_said(exc, 'the worker is stopping')}; retry on another worker"
+            return json_error(503, error, kind="shutting_down")
+        except DeliveryTimeout as exc:
+            error = f"{_said(exc, 'the prediction was not recorded in time')}; retry"
+            return json_error(503, error, kind="delivery_timeout")
+        except ValidationError as exc:  # views catch these; a safety net, not the path
+            return json_error(422, exc.message, exc.field)
+        except Exception as exc:
+            log.exception("%s %s failed", request.method, shorten(request.path, 200))
+            return json_error(
+                500, f"internal error ({type(exc).__name__}); it is logged", kind="internal"
+            )
+
+    return guarded
+
+
+def _said(exc: Exception, default: str) -> str:
+    return shorten(str(exc), 200) or default

@@ -9,6 +9,7 @@ import pytest
 
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.requests import (
+    MAX_FEATURES,
     ParsedRequest,
     RejectedRequest,
     decode_record,
@@ -113,15 +114,98 @@ def test_http_requests_get_generated_ids() -> None:
 
 
 def test_original_bytes_of_batch_item_is_the_item() -> None:
-    items = decode(orjson.dumps([{"request_id": "a", "entity_id": "e", "sent_at": 1.5}]))
+    items = decode(
+        orjson.dumps([{"request_id": "a", "entity_id": "e", "sent_at": 1_700_000_000.5}])
+    )
     item = items[0]
     assert isinstance(item, ParsedRequest)
     assert orjson.loads(item.original_bytes(b"ignored")) == {
         "request_id": "a",
         "entity_id": "e",
-        "sent_at": 1.5,
+        "sent_at": 1_700_000_000.5,
     }
     [single] = decode(b'{"request_id": "a", "entity_id": "e"}')
     assert isinstance(single, ParsedRequest)
     assert single.original_bytes(b"whole record") == b"whole record"
     assert not math.isnan(item.sent_at or 0.0)
+
+
+ENTITY = b'"request_id": "r", "entity_id": "e"'
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        (b'{"request_id": "r", "entity_id": 18446744073709551616}', "entity_id", "string"),
+        (b'{"request_id": "r", "entity_id": -9223372036854775809}', "entity_id", "string"),
+        (b'{"request_id": "r", "entity_id": 1.5}', "entity_id", "not number"),
+        (b'{"request_id": [1], "entity_id": "e"}', "request_id", "not array"),
+        (b'{"request_id": "", "entity_id": "e"}', "request_id", "1 to 256"),
+        (b'{"request_id": "r", "entity_id": "' + b"e" * 257 + b'"}', "entity_id", "1 to 256"),
+        (b"{" + ENTITY + b', "model": "' + b"m" * 129 + b'"}', "model", "1 to 128"),
+        (b"{" + ENTITY + b', "model": ""}', "model", "1 to 128"),
+        (b"{" + ENTITY + b', "features": {"' + b"f" * 129 + b'": 1}}', "features.", "1 to 128"),
+        (b"{" + ENTITY + b', "features": {"": 1}}', "features.", "1 to 128"),
+        (b"{" + ENTITY + b', "features": {"x": 1e39}}', "features.x", "float32"),
+        (b"{" + ENTITY + b', "features": {"x": -3.5e38}}', "features.x", "float32"),
+        (b"{" + ENTITY + b', "features": {"x": 1e300}}', "features.x", "float32"),
+        (b"{" + ENTITY + b', "features": {"x": 1e400}}', "features.x", "finite"),
+        (b"{" + ENTITY + b', "features": {"x": -Infinity}}', "features.x", "finite"),
+        (b"{" + ENTITY + b', "features": {"x": true}}', "features.x", "boolean"),
+        (b"{" + ENTITY + b', "features": {"x": null}}', "features.x", "null"),
+        (b"{" + ENTITY + b', "sent_at": 1.5}', "sent_at", "epoch seconds"),
+        (b"{" + ENTITY + b', "sent_at": 1700000000000}', "sent_at", "epoch seconds"),
+        (b"{" + ENTITY + b', "sent_at": NaN}', "sent_at", "finite"),
+        (b"{" + ENTITY + b', "sent_at": "now"}', "sent_at", "string"),
+        (b"{" + ENTITY + b', "sent_at": 1' + b"0" * 400 + b"}", "sent_at", "finite"),
+    ],
+)
+def test_out_of_range_values_name_the_field(raw: bytes, field: str, message: str) -> None:
+    [item] = decode(raw)
+    assert isinstance(item, RejectedRequest), item
+    assert item.kind == "invalid_request"
+    assert item.field is not None and item.field.startswith(field), item
+    assert message in item.error and len(item.error) < 300
+
+
+def test_integer_ids_within_64_bits_become_decimal_strings() -> None:
+    raw = b'{"request_id": -9223372036854775808, "entity_id": 18446744073709551615}'
+    [item] = decode(raw)
+    assert isinstance(item, ParsedRequest)
+    assert (item.request_id, item.entity_id) == ("-9223372036854775808", "18446744073709551615")
+
+
+def test_float32_bounds_and_integer_features_are_accepted() -> None:
+    raw = (
+        b"{" + ENTITY + b', "features": {"big": 3.4028234663852886e38, "small": -3.4e38, "n": 7}, '
+        b'"sent_at": 1700000000}'
+    )
+    [item] = decode(raw)
+    assert isinstance(item, ParsedRequest), item
+    assert item.features == {"big": 3.4028234663852886e38, "small": -3.4e38, "n": 7.0}
+    assert item.sent_at == 1_700_000_000.0 and type(item.sent_at) is float
+
+
+def test_feature_count_is_bounded() -> None:
+    features = {f"f{i}": 1.0 for i in range(MAX_FEATURES + 1)}
+    [item] = decode(
+        orjson.dumps({"request_id": "r", "entity_id": "e", "features": features}), max_bytes=100_000
+    )
+    assert isinstance(item, RejectedRequest) and item.field == "features"
+    assert str(MAX_FEATURES) in item.error
+
+
+def test_unknown_field_with_a_huge_name_is_cut_in_the_error() -> None:
+    raw = b"{" + ENTITY + b', "' + b"z" * 5000 + b'": 1}'
+    [item] = decode(raw)
+    assert isinstance(item, RejectedRequest) and item.field is not None
+    assert item.field.startswith("zzz") and len(item.field) < 100 and len(item.error) < 200
+
+
+def test_batch_item_that_orjson_cannot_encode_keeps_the_whole_record() -> None:
+    # 300 levels decode (orjson's limit is 1024) but do not encode (orjson's is 255).
+    deep = b"[" * 300 + b"]" * 300
+    raw = b'[{"request_id": "a", "entity_id": "e", "pad": ' + deep + b"}]"
+    [item] = decode(raw)
+    assert isinstance(item, RejectedRequest) and item.field == "pad"
+    assert item.original == raw and item.batch_index == 0
