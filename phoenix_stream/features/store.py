@@ -2,12 +2,15 @@
 
 Key ``<key_prefix><entity_id>`` (default ``phoenix:features:<entity_id>``) holds the entity's
 named features and their update time, encoded by :mod:`phoenix_stream.features.codec`.
-Every call is bounded by short socket timeouts: a dead Redis fails fast with
-FeatureStoreError, so the caller can serve with defaults instead of hanging (DESIGN 7).
+Every call is bounded by short socket timeouts, and a read as a whole by twice
+``timeout_s`` (one attempt plus the one retry that reconnects a stale connection): a dead
+or hung Redis fails fast with FeatureStoreError, so the caller can serve with defaults
+instead of hanging (DESIGN 7).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -113,7 +116,8 @@ class FeatureStore(Service):
     async def get_many(self, entity_ids: Sequence[str]) -> list[StoredFeatures | None]:
         """Read the features of ``entity_ids`` with one MGET; None where missing or corrupt.
 
-        Raises FeatureStoreError when Redis fails or does not answer within the timeout.
+        Raises FeatureStoreError when Redis fails or does not answer within twice the
+        timeout (seconds), whatever the socket does.
         """
         if not entity_ids:
             return []
@@ -121,8 +125,9 @@ class FeatureStore(Service):
         keys = [prefix + entity_id for entity_id in entity_ids]
         try:
             # decode_responses=False: values come back as bytes, never str.
-            raws = cast("list[bytes | None]", await self.client.mget(keys))
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(2 * self.timeout_s):
+                raws = cast("list[bytes | None]", await self.client.mget(keys))
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
             raise FeatureStoreError(
                 f"MGET of {len(keys)} keys from {redact_url(self.redis_url)} failed: {exc!r}"
             ) from exc

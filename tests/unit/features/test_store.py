@@ -5,6 +5,8 @@ Reads and writes against a real Redis are in tests/integration/test_feature_stor
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from phoenix_stream.exceptions import FeatureStoreError
@@ -56,3 +58,25 @@ async def test_seed_checks_arguments_before_connecting() -> None:
 )
 def test_redact_url_hides_password(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+async def test_a_redis_that_accepts_but_never_answers_fails_the_read() -> None:
+    # A silent listener stands in for a hung Redis (real outages: tests/integration).
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = FeatureStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.05)
+    await store.start()
+    try:
+        with pytest.raises(FeatureStoreError):
+            await asyncio.wait_for(store.get_many(["a", "b"]), timeout=30)
+    finally:
+        await store.stop()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
