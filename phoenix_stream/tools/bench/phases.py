@@ -157,10 +157,24 @@ class BenchPhases:
         alive: Callable[[], bool],
     ) -> PhaseResult:
         """Wait for the group to commit all input, then read the outputs' timestamps."""
-        timeout_s = self.config.phase_timeout_s
-        committed = await wait_committed(
-            self.settings.kafka_url, group_id, prefix + "requests", ends, timeout_s, alive
+        committed = await self.wait_done(group_id, prefix, ends, alive)
+        return await self.outputs(key, prefix, requests, committed)
+
+    async def wait_done(
+        self, group_id: str, prefix: str, ends: dict[int, int], alive: Callable[[], bool]
+    ) -> bool:
+        """Wait (up to the phase timeout) until the group committed all input; whether it did."""
+        return await wait_committed(
+            self.settings.kafka_url,
+            group_id,
+            prefix + "requests",
+            ends,
+            self.config.phase_timeout_s,
+            alive,
         )
+
+    async def outputs(self, key: str, prefix: str, requests: int, committed: bool) -> PhaseResult:
+        """Read a phase's outputs' timestamps: its rate (requests/s) and completeness."""
         read = await read_outputs(
             self.settings.kafka_url,
             prefix + "predictions",

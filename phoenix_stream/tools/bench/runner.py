@@ -3,7 +3,8 @@
 Throughput with the same requests (one ``RequestFactory`` seed): (a) the hand-written
 aiokafka loop, (b) a stock Faust pass-through, (c) the pipeline on single-request
 records, (d) the pipeline on batch records; then HTTP (bare aiohttp versus the worker's
-view), end-to-end latency on a normal worker at a steady rate, and worker start-up time.
+view), end-to-end latency on a normal worker at a steady rate, (f) ``GET /health`` while
+a worker is flooded with big batch records, and worker start-up time.
 See ``phases`` for how each is measured. Everything started here is stopped again, also
 on Ctrl-C.
 """
@@ -26,6 +27,7 @@ from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.settings import ENV, Settings
 from phoenix_stream.tools.bench.config import BenchConfig
+from phoenix_stream.tools.bench.health_flood import health_under_flood
 from phoenix_stream.tools.bench.phases import BenchPhases, say
 from phoenix_stream.tools.bench.stats import check_targets, format_table, ratio
 from phoenix_stream.training.train import ensure_demo_models
@@ -55,6 +57,12 @@ async def _run_phases(run: BenchPhases) -> dict[str, Any]:
         f"{config.latency_seconds:.0f} s ..."
     )
     latency = await run.latency()
+    ready_normal_s = run.ready_s[-1]  # the latency worker, all agents
+    say(
+        f"(f) /health every {config.health_interval_ms:.0f} ms while a worker takes "
+        f"{config.flood_records} batch records of {config.flood_batch} requests ..."
+    )
+    flood = await health_under_flood(run)
     result: dict[str, Any] = {
         "baseline_rps": round(baseline.rps, 1),
         "faust_floor_rps": round(floor.rps, 1),
@@ -83,10 +91,11 @@ async def _run_phases(run: BenchPhases) -> dict[str, Any]:
         "http_connections": config.http_connections,
         "worker_ready_s": round(statistics.median(run.ready_s), 2),
         "worker_ready_samples_s": [round(r, 2) for r in run.ready_s],
-        "worker_ready_normal_s": round(run.ready_s[-1], 2),  # the latency worker, all agents
+        "worker_ready_normal_s": round(ready_normal_s, 2),
     }
     for phase in (baseline, floor, pipeline, batch):
         result.update(phase.fields())
+    result.update(flood.fields())
     result.update(
         {
             "batch": config.batch,

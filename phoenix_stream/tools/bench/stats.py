@@ -103,6 +103,9 @@ class Target:
     met: bool
 
 
+HEALTH_FLOOD_P99_MS = 50.0  # DESIGN 7: the event loop never stalls /health for long
+
+
 def check_targets(result: Mapping[str, Any]) -> list[Target]:
     """The issue's targets evaluated on a bench result (the JSON dict)."""
     p50, p99 = float(result["e2e_p50_ms"]), float(result["e2e_p99_ms"])
@@ -129,7 +132,19 @@ def check_targets(result: Mapping[str, Any]) -> list[Target]:
             float(result["http_ratio"]) >= 0.8,
         ),
         Target("worker ready <= 10 s", f"{ready:.1f} s", 0 < ready <= 10.0),
+        _health_target(result),
     ]
+
+
+def _health_target(result: Mapping[str, Any]) -> Target:
+    """/health p99 while flooded; missed when not measured or when any probe failed."""
+    name = f"/health p99 <= {HEALTH_FLOOD_P99_MS:.0f} ms while flooded"
+    p99 = result.get("health_flood_p99_ms")
+    if p99 is None:
+        return Target(name, "not measured", False)
+    errors = int(result.get("health_flood_errors", 0))
+    measured = f"{float(p99):.1f} ms" + (f", {errors} failed" if errors else "")
+    return Target(name, measured, 0 < float(p99) <= HEALTH_FLOOD_P99_MS and errors == 0)
 
 
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
@@ -146,6 +161,25 @@ def _breakdown(parts: Any) -> str:
         f"{name.removesuffix('_p50_ms')} {float(value):.1f}" for name, value in parts.items()
     )
     return f"\n  p50 parts (ms): {text}"
+
+
+def _ms_text(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.1f} ms"
+
+
+def _health_lines(result: Mapping[str, Any]) -> list[str]:
+    if "health_flood_probes" not in result:
+        return []  # a result of a bench without phase (f)
+    rps = float(result.get("health_flood_rps", 0.0))
+    return [
+        f"GET /health while flooded ({result['health_flood_records']} records "
+        f"x{result['health_flood_batch']}, {rps:,.0f} req/s): "
+        f"p50 {_ms_text(result['health_flood_p50_ms'])}, "
+        f"p99 {_ms_text(result['health_flood_p99_ms'])}, "
+        f"max {_ms_text(result['health_flood_max_ms'])} "
+        f"({result['health_flood_probes']} probes); idle p99 "
+        f"{_ms_text(result['health_idle_p99_ms'])} ({result['health_idle_probes']} probes)"
+    ]
 
 
 def format_table(result: Mapping[str, Any]) -> str:
@@ -182,6 +216,7 @@ def format_table(result: Mapping[str, Any]) -> str:
         f"{float(result['http_rps']):,.0f} req/s (p99 {float(result['http_p99_ms']):.1f} ms), "
         f"bare aiohttp {float(result['http_baseline_rps']):,.0f} req/s "
         f"(p99 {float(result['http_baseline_p99_ms']):.1f} ms)",
+        *_health_lines(result),
         f"worker ready: {float(result['worker_ready_s']):.1f} s "
         f"(median of {len(result['worker_ready_samples_s'])} workers)",
         "",

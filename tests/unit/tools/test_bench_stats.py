@@ -110,6 +110,16 @@ def _result(**changes: Any) -> dict[str, Any]:
         "pipeline_requests": 60_000,
         "batch_pipeline_requests": 300_000,
         "e2e_breakdown": {"to_worker_p50_ms": 6.0, "in_worker_p50_ms": 1.0},
+        "health_flood_records": 80,
+        "health_flood_batch": 1000,
+        "health_flood_rps": 30_000.0,
+        "health_flood_p50_ms": 2.0,
+        "health_flood_p99_ms": 30.0,
+        "health_flood_max_ms": 45.0,
+        "health_flood_probes": 150,
+        "health_flood_errors": 0,
+        "health_idle_p99_ms": 1.5,
+        "health_idle_probes": 250,
     }
     result.update(changes)
     return result
@@ -144,5 +154,40 @@ def test_table_shows_every_phase_ratio_and_verdict() -> None:
     assert "p50 12.0 ms, p99 40.0 ms" in table
     assert "to_worker 6.0, in_worker 1.0" in table
     assert "worker 5,000 req/s" in table and "bare aiohttp 6,000 req/s" in table
-    assert table.count(" met") == 5
+    assert table.count(" met") == 6
     assert "MISSED" in format_table(_result(http_ratio=0.5))
+
+
+HEALTH = "/health p99 <= 50 ms while flooded"
+
+
+@pytest.mark.parametrize(
+    ("changes", "met", "measured"),
+    [
+        ({}, True, "30.0 ms"),
+        ({"health_flood_p99_ms": 50.0}, True, "50.0 ms"),
+        ({"health_flood_p99_ms": 50.1}, False, "50.1 ms"),
+        ({"health_flood_errors": 2}, False, "30.0 ms, 2 failed"),
+        ({"health_flood_p99_ms": None}, False, "not measured"),
+    ],
+)
+def test_health_target(changes: dict[str, Any], met: bool, measured: str) -> None:
+    target = next(t for t in check_targets(_result(**changes)) if t.name == HEALTH)
+    assert (target.met, target.measured) == (met, measured)
+
+
+def test_a_result_without_the_health_phase_misses_its_target() -> None:
+    result = {k: v for k, v in _result().items() if not k.startswith("health_")}
+    target = next(t for t in check_targets(result) if t.name == HEALTH)
+    assert (target.met, target.measured) == (False, "not measured")
+    assert "/health" not in format_table(result).split("targets")[0]
+
+
+def test_table_shows_the_health_figures() -> None:
+    line = next(
+        line for line in format_table(_result()).splitlines() if line.startswith("GET /health")
+    )
+    assert "80 records x1000, 30,000 req/s" in line
+    assert "p50 2.0 ms, p99 30.0 ms, max 45.0 ms (150 probes)" in line
+    assert "idle p99 1.5 ms (250 probes)" in line
+    assert "p99 n/a" in format_table(_result(health_flood_p99_ms=None))
