@@ -110,6 +110,82 @@ async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
 
 
 @app.command(
+    argument("action", type=click.Choice(["list", "register"])),
+    argument("path", required=False, type=click.Path(path_type=Path)),
+    option("--name", default=None, help="Model name; must equal the manifest's."),
+    option("--version", default=None, help="Version; must equal the manifest's."),
+    option(
+        "--models-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Registry folder (default PHOENIX_MODELS_DIR).",
+    ),
+    option(
+        "--min-reference-rows",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Smallest reference sample accepted, rows (default what the demo models ship).",
+    ),
+    base=ProjectCommand,
+)
+async def registry(
+    self: AppCommand,
+    action: str,
+    path: Path | None,
+    name: str | None,
+    version: str | None,
+    models_dir: Path | None,
+    min_reference_rows: int | None,
+) -> None:
+    """List model versions, or validate and register a version folder (``register PATH``)."""
+    from phoenix_stream.serving.registration import MIN_REFERENCE_ROWS, register_version
+    from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
+    from phoenix_stream.serving.router import Deployment
+
+    target = models_dir or settings.models_dir
+    if action == "register":
+        if path is None:
+            _fail(click.UsageError("register needs the PATH of a version folder"))
+        limit = MIN_REFERENCE_ROWS if min_reference_rows is None else min_reference_rows
+        manifest = await asyncio.to_thread(
+            register_version, path, target, name=name, version=version, min_reference_rows=limit
+        )
+        click.echo(f"registered {manifest.name} version {manifest.version} in {target}")
+        return
+    if path is not None or name or version or min_reference_rows is not None:
+        _fail(click.UsageError("list takes no PATH, --name, --version or --min-reference-rows"))
+    deployment = Deployment.from_settings(settings)
+    roles = {deployment.champion: "champion"}
+    if deployment.challenger is not None:
+        roles[deployment.challenger] = f"challenger ({deployment.strategy})"
+    known = ModelRegistry(target)
+    if not known.names():
+        click.echo(f"no model versions in {target}")
+        return
+    click.echo(
+        f"{'MODEL':<16} {'VERSION':<8} {'ROLE':<22} {'CREATED_AT':<26} ACCURACY AUC    ALGORITHM"
+    )
+    for model in known.names():
+        for number in known.versions(model):
+            try:
+                manifest = Manifest.from_file(target / model / number / MANIFEST_FILE)
+            except PhoenixError as exc:
+                click.echo(f"{model:<16} {number:<8} unreadable: {exc}")
+                continue
+            role = roles.get(number, "-") if model == deployment.model else "-"
+            metrics = manifest.metrics
+            accuracy = f"{metrics['accuracy']:.4f}" if "accuracy" in metrics else "-"
+            auc = f"{metrics['roc_auc']:.4f}" if "roc_auc" in metrics else "-"
+            click.echo(
+                f"{model:<16} {number:<8} {role:<22} {manifest.created_at:<26} "
+                f"{accuracy:<8} {auc:<6} {manifest.algorithm}"
+            )
+    absent = sorted(set(roles) - set(known.versions(deployment.model)))
+    for number in absent:
+        click.echo(f"note: {deployment.model} {roles[number]} version {number} is not registered")
+
+
+@app.command(
     option(
         "--entities",
         type=int,

@@ -146,6 +146,20 @@ class Manifest:
         """Default value per feature, float32 (F,), in input order (for missing features)."""
         return np.array([f.default for f in self.features], dtype=np.float32)
 
+    def reference_rows(self) -> np.ndarray:
+        """The reference sample as float32 rows (n, F) in input order.
+
+        ModelLoadError if a feature has no sample or the features' samples differ in length.
+        """
+        missing = [name for name in self.feature_names if name not in self.reference]
+        if missing:
+            raise ModelLoadError(f"reference: no sample for features {missing}")
+        sizes = {name: len(self.reference[name]) for name in self.feature_names}
+        if len(set(sizes.values())) != 1:
+            raise ModelLoadError(f"reference: samples differ in length (rows per feature {sizes})")
+        columns = [self.reference[name] for name in self.feature_names]
+        return np.ascontiguousarray(np.array(columns, dtype=np.float32).T)
+
     @classmethod
     def from_dict(cls, data: Any, origin: str = "manifest") -> Manifest:
         """Build from parsed JSON; ModelLoadError naming ``origin`` and the field when invalid."""

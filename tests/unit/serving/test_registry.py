@@ -10,9 +10,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phoenix_stream.exceptions import ModelLoadError, UnknownModelError
-from phoenix_stream.serving.registry import MANIFEST_FILE, MODEL_FILE, Manifest, ModelRegistry
+from phoenix_stream.serving.registry import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    FeatureSpec,
+    Manifest,
+    ModelRegistry,
+    OutputSpec,
+)
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import train_version
 
@@ -192,3 +201,42 @@ def test_manifest_that_disagrees_with_the_onnx_input_is_rejected(models_dir: Pat
     (models_dir / NAME / "2" / MANIFEST_FILE).write_text(json.dumps(data))
     with pytest.raises(ModelLoadError, match="manifest says 'features'"):
         ModelRegistry(models_dir).load(NAME, "2")
+
+
+def test_reference_rows_are_the_sample_in_feature_order(models_dir: Path) -> None:
+    manifest = Manifest.from_file(models_dir / NAME / "1" / MANIFEST_FILE)
+    rows = manifest.reference_rows()
+    assert rows.dtype == np.float32 and rows.shape == (500, len(FEATURE_NAMES))
+    assert rows.flags.c_contiguous  # what ONNX Runtime takes without a copy
+    for j, feature in enumerate(FEATURE_NAMES):
+        np.testing.assert_array_equal(
+            rows[:, j], np.array(manifest.reference[feature], dtype=np.float32)
+        )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.dictionaries(
+        st.sampled_from(FEATURE_NAMES[:3]), st.integers(min_value=0, max_value=4), max_size=3
+    )
+)
+def test_reference_rows_need_every_feature_with_equal_sizes(sizes: dict[str, int]) -> None:
+    features = tuple(FeatureSpec(name, 0.0, "request") for name in FEATURE_NAMES[:3])
+    reference = {name: tuple(float(i) for i in range(n)) for name, n in sizes.items()}
+    manifest = Manifest(
+        name=NAME, version="1", algorithm="a", created_at="2024-01-01T00:00:00+00:00",
+        features=features, input_name="input",
+        output=OutputSpec(meaning="m", threshold=0.5, positive_label=1),
+        metrics={}, onnx_parity_max_abs_diff=0.0, data_hash="", reference=reference, training={},
+    )  # fmt: skip
+    if len(sizes) < 3:
+        with pytest.raises(ModelLoadError, match="no sample for features"):
+            manifest.reference_rows()
+    elif len(set(sizes.values())) > 1:
+        with pytest.raises(ModelLoadError, match="samples differ in length"):
+            manifest.reference_rows()
+    else:
+        rows = manifest.reference_rows()
+        n = next(iter(sizes.values()))
+        assert rows.shape == (n, 3)
+        np.testing.assert_array_equal(rows, np.tile(np.arange(n, dtype=np.float32), (3, 1)).T)
