@@ -1,28 +1,70 @@
-"""Helpers for tests of code built on phoenix-stream (and for its own tests)."""
+"""Helpers for tests of code built on phoenix-stream (and for its own tests).
+
+Every helper waits on a condition and returns as soon as it holds, with a timeout that
+only bounds a failing test: callers assert on what came back, so a miss fails with the
+records or rows in hand instead of hanging.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import uuid
+from collections.abc import Callable, Collection, Iterable
 
+import aiohttp
+import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client.parser import text_string_to_metric_families
+
+from phoenix_stream.settings import Settings
+from phoenix_stream.training.datagen import entity_id_for
+
+JsonRecords = list[dict[str, object]]
+
+# How often the polling helpers look again, seconds.
+POLL_S = 0.2
+
+
+def covers(ids: Collection[str], field: str = "request_id") -> Callable[[JsonRecords], bool]:
+    """A ``consume_json`` condition: every id in ``ids`` has a record whose ``field`` holds it."""
+    wanted = frozenset(ids)
+
+    def _covered(records: JsonRecords) -> bool:
+        return wanted <= {str(r.get(field)) for r in records if isinstance(r, dict)}
+
+    return _covered
 
 
 async def consume_json(
     kafka_url: str,
     topic: str,
-    expected: int,
+    expected: int | None = None,
     timeout_s: float = 60.0,
-) -> list[dict[str, object]]:
-    """JSON values of ``topic`` from the beginning, until ``expected`` or ``timeout_s`` seconds."""
+    *,
+    until: Callable[[JsonRecords], bool] | None = None,
+) -> JsonRecords:
+    """JSON values of ``topic`` from the beginning, until a condition holds or ``timeout_s``.
+
+    Returns as soon as ``expected`` records were read or ``until(records)`` is true
+    (whichever is given; with both, when both hold); at the timeout, returns what it read.
+    """
+    if expected is None and until is None:
+        raise ValueError("consume_json needs expected or until: it never waits a blind window")
+
+    def done(records: JsonRecords) -> bool:
+        return (expected is None or len(records) >= expected) and (until is None or until(records))
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka_url.removeprefix("kafka://"),
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
     await consumer.start()
-    out: list[dict[str, object]] = []
+    out: JsonRecords = []
     try:
         deadline = time.monotonic() + timeout_s
         partitions: set[int] = set()
@@ -30,14 +72,139 @@ async def consume_json(
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
             if not partitions:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(POLL_S)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        while len(out) < expected and time.monotonic() < deadline:
+        while not done(out) and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
             for messages in batches.values():
                 out.extend(orjson.loads(m.value or b"null") for m in messages)
     finally:
         await consumer.stop()
     return out
+
+
+def key_per_partition(candidates: Iterable[str], partitions: int) -> list[str]:
+    """For each partition 0..n-1, the first candidate that Kafka's default partitioner picks."""
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    found: dict[int, str] = {}
+    for key in candidates:
+        found.setdefault(partitioner(key.encode(), every, every), key)
+        if len(found) == partitions:
+            return [found[p] for p in every]
+    raise ValueError(f"the candidate keys do not reach all {partitions} partitions")
+
+
+async def read_through_sentinels(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    topics: Collection[str] = ("predictions",),
+    timeout_s: float = 60.0,
+) -> dict[str, JsonRecords]:
+    """All records the inference agent has put on ``topics`` (short names), sentinels left out.
+
+    Call it once every request produced so far has shown an output: the agent takes one
+    batch at a time and delivers its outputs before it takes the next, so sentinel requests
+    produced now come out after all of them. A sentinel lands on every partition of every
+    topic (predictions are keyed by entity, dead letters by the input's key), and each
+    partition is read in order up to its sentinel, so nothing produced before is missed.
+    """
+    tag = uuid.uuid4().hex[:8]
+    partitions = settings.topic_partitions
+    requests_topic = settings.topic("requests")
+    # Seeded entities (phoenix_stream.features.seeding), so no entity policy rejects them.
+    entities = key_per_partition((entity_id_for(i) for i in range(1000)), partitions)
+    good = [f"sentinel-{tag}-{p}" for p in range(partitions)]
+    for request_id, entity in zip(good, entities, strict=True):
+        request = {"request_id": request_id, "entity_id": entity}
+        await producer.send(requests_topic, orjson.dumps(request), key=entity.encode())
+    bad: dict[bytes, bytes] = {}  # not JSON: each comes back as a dead letter with its key
+    if "dead-letters" in topics:
+        keys = key_per_partition((f"sentinel-{tag}-k{i}" for i in range(1000)), partitions)
+        bad = {key.encode(): f"{key}: not JSON".encode() for key in keys}
+        for key, value in bad.items():
+            await producer.send(requests_topic, value, key=key)
+    await producer.flush()
+
+    def original(record: dict[str, object]) -> bytes:
+        return base64.b64decode(str(record.get("original_value") or ""))
+
+    out: dict[str, JsonRecords] = {}
+    for topic in topics:
+        if topic == "dead-letters":
+            wanted = set(bad.values())
+
+            def seen(records: JsonRecords, wanted: set[bytes] = wanted) -> bool:
+                return wanted <= {original(r) for r in records}
+
+            records = await consume_json(
+                settings.kafka_url, settings.topic(topic), until=seen, timeout_s=timeout_s
+            )
+            done = seen(records)
+            out[topic] = [r for r in records if original(r) not in wanted]
+        else:
+            records = await consume_json(
+                settings.kafka_url, settings.topic(topic), until=covers(good), timeout_s=timeout_s
+            )
+            done = covers(good)(records)
+            out[topic] = [r for r in records if r.get("request_id") not in good]
+        if not done:
+            # Without its sentinels the read proves nothing: fail rather than return it.
+            raise AssertionError(f"sentinels not seen on {topic} within {timeout_s} s")
+    return out
+
+
+async def prediction_rows(
+    dsn: str,
+    request_id_prefix: str,
+    until: Callable[[list[asyncpg.Record]], bool] | None = None,
+    timeout_s: float = 60.0,
+) -> list[asyncpg.Record]:
+    """Rows of ``predictions`` whose request_id starts with the prefix, ordered by request_id.
+
+    Without ``until``, the rows now; with it, polls until ``until(rows)`` holds or
+    ``timeout_s`` seconds passed, and returns the last rows read.
+    """
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rows: list[asyncpg.Record] = await connection.fetch(
+                "SELECT * FROM predictions WHERE request_id LIKE $1 ORDER BY request_id",
+                request_id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%",
+            )
+            if until is None or until(rows) or time.monotonic() > deadline:
+                return rows
+            await asyncio.sleep(POLL_S)
+    finally:
+        await connection.close()
+
+
+async def metric_value(base_url: str, sample: str, **labels: str) -> float:
+    """A sample of a worker's ``GET /metrics``, e.g. ``phoenix_requests_total``; 0.0 if absent."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.get(f"{base_url}/metrics") as response,
+    ):
+        response.raise_for_status()
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    return 0.0
+
+
+async def metric_reaches(
+    base_url: str, sample: str, value: float, timeout_s: float = 30.0, **labels: str
+) -> float:
+    """``metric_value`` once it is at least ``value``, or its last value after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = await metric_value(base_url, sample, **labels)
+        if current >= value or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(POLL_S)

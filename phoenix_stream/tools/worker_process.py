@@ -128,7 +128,21 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        self._close_log()
+        return process.returncode
+
+    def kill(self, timeout_s: float = 10.0) -> int | None:
+        """SIGKILL the worker (its pid only), as a crash would: no revoke, no commit; exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout_s)
+        self._close_log()
+        return process.returncode
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
-        return process.returncode

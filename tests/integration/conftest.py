@@ -79,8 +79,12 @@ class _Factory:
         self.workers: list[WorkerProcess] = []
 
     async def start(self, **overrides: object) -> WorkerProcess:
-        settings = make_settings(self.services, self.models_dir, self.state_dir, **overrides)
-        worker = WorkerProcess(settings, self.state_dir / f"{settings.app_id}.log")
+        models_dir = Path(str(overrides.pop("models_dir", self.models_dir)))
+        settings = make_settings(self.services, models_dir, self.state_dir, **overrides)
+        # Workers of one group share the app id; the port tells their logs apart (and
+        # wait_ready reads its own log for "Worker ready", not a group mate's).
+        log_path = self.state_dir / f"{settings.app_id}-{settings.web_port}.log"
+        worker = WorkerProcess(settings, log_path)
         self.workers.append(worker)
         worker.start()
         await worker.wait_ready(90.0)

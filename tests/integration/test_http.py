@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
-from phoenix_stream.testing import consume_json
+from phoenix_stream.testing import consume_json, covers
 from phoenix_stream.tools.worker_process import WorkerProcess
 
 LOAN = {"credit_amount": 12.5, "duration_months": 24.0, "interest_rate": 7.9}
@@ -79,7 +79,12 @@ async def test_predict_answers_and_records_on_kafka(
     assert all(len(b["request_id"]) == 32 for _, b in again)
 
     settings = worker.settings
-    predictions = await consume_json(settings.kafka_url, settings.topic("predictions"), 4)
+    # Each answer came after its prediction was delivered, all on one entity's partition:
+    # once the last one is read, any second copy of http-1 before it is read too.
+    answered = {"http-1", *(b["request_id"] for _, b in again)}
+    predictions = await consume_json(
+        settings.kafka_url, settings.topic("predictions"), until=covers(answered)
+    )
     mine = [p for p in predictions if p["request_id"] == "http-1"]
     assert len(mine) == 1 and mine[0]["source"] == "http"
     assert mine[0]["score"] == body["score"]
@@ -99,6 +104,20 @@ async def test_predict_answers_and_records_on_kafka(
         (b'{"entity_id": "c1", "features": {"shoe_size": 44}}', 422, "features.shoe_size"),
         (b'{"entity_id": "c1", "model": "no-such-model"}', 404, "model"),
         (b'{"entity_id": "c1", "colour": "red"}', 422, "colour"),
+        # Found crashing the worker or answering 500 before decoding was made total:
+        (
+            b'{"entity_id": "c1", "features": {"credit_amount": 1' + b"0" * 399 + b"}}",
+            422,
+            "features.credit_amount",
+        ),
+        (
+            b'{"entity_id": "c1", "features": {"credit_amount": 1e39}}',
+            422,
+            "features.credit_amount",
+        ),
+        (b'{"entity_id": "c1", "features": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400, None),
+        (b'{"entity_id": "\\ud800"}', 400, None),
+        (b'{"entity_id": "\xed\xa0\x80"}', 400, None),
     ],
 )
 async def test_errors_are_json_and_name_the_field(
@@ -123,6 +142,30 @@ async def test_oversize_body_is_413(worker: WorkerProcess, http: aiohttp.ClientS
     big = b'{"entity_id": "c1", "pad": "' + b"x" * (worker.settings.max_record_bytes + 1) + b'"}'
     status, body = await call(http, "POST", f"{worker.base_url}/v1/predict", data=io.BytesIO(big))
     assert status == 413 and "limit" in body["error"]
+
+
+async def test_full_queue_is_503_with_retry_after(
+    worker_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    small: WorkerProcess = await worker_factory.start(http_queue_max=1)
+    url = f"{small.base_url}/v1/predict"
+
+    async def predict() -> tuple[int, str | None, Any]:
+        async with http.post(url, json={"entity_id": "c000042", "features": LOAN}) as response:
+            return response.status, response.headers.get("Retry-After"), await response.json()
+
+    # Rounds of concurrent requests until one found the queue full (the first does, as a
+    # batch takes milliseconds to score and record while 32 requests arrive).
+    refused: list[tuple[int, str | None, Any]] = []
+    for _ in range(10):
+        answers = await asyncio.gather(*(predict() for _ in range(32)))
+        assert {status for status, _, _ in answers} <= {200, 503}, answers
+        refused = [answer for answer in answers if answer[0] == 503]
+        if refused:
+            break
+    assert refused
+    _, retry_after, body = refused[0]
+    assert retry_after == "1" and body["kind"] == "overloaded" and "retry" in body["error"]
 
 
 async def test_batch_answers_each_item(worker: WorkerProcess, http: aiohttp.ClientSession) -> None:
