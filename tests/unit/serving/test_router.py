@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from phoenix_stream.serving.router import CHALLENGER, CHAMPION, Deployment, bucket, route
 from phoenix_stream.settings import Settings
 
@@ -48,3 +50,12 @@ def test_bucket_is_stable_across_processes() -> None:
     assert float(other.stdout) == bucket("m", "e42")
     assert 0.0 <= bucket("m", "e42") < 1.0
     assert bucket("m", "e42") != bucket("other", "e42")
+
+
+@pytest.mark.parametrize("pattern", ["c{:06d}", "user-{}", "{}", "acct/{:x}/eu"])
+def test_buckets_are_uniform_also_for_sequential_ids(pattern: str) -> None:
+    n = 20_000
+    for share in (0.01, 0.1, 0.3, 0.5):
+        below = sum(bucket("credit-risk", pattern.format(i)) < share for i in range(n)) / n
+        sd = (share * (1 - share) / n) ** 0.5
+        assert abs(below - share) < 4 * sd, (pattern, share, below)
