@@ -1,0 +1,1 @@
+"""Model lifecycle: deployments, feedback, evaluation, promotion."""
