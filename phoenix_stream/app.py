@@ -25,11 +25,16 @@ from phoenix_stream.streaming.transport import ShortFetchTransport
 AGENT_MODULES = {
     "inference": "phoenix_stream.agents.inference",
     "sink": "phoenix_stream.agents.sink",
+    "deployments": "phoenix_stream.agents.deployments",
+    "feedback": "phoenix_stream.agents.feedback",
 }
 COMPONENT_MODULES = (
     "phoenix_stream.web.predict",
     "phoenix_stream.web.health",
     "phoenix_stream.web.models",
+    "phoenix_stream.web.deployments",
+    "phoenix_stream.web.feedback",
+    "phoenix_stream.web.evaluation",
     "phoenix_stream.commands",
 )
 
@@ -111,6 +116,22 @@ shadow_predictions_topic = app.topic(
 stored_predictions_topic = app.topic(
     settings.topic("predictions"),
     settings.topic("shadow-predictions"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+# Compacted, keyed by model: the latest decision per model is all a reader needs.
+deployments_topic = app.topic(
+    settings.topic("deployments"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=1,
+    compacting=True,
+)
+# True outcomes, keyed by request_id; read raw by the feedback agent, which dead-letters
+# what it cannot decode (schema: lifecycle.feedback).
+feedback_topic = app.topic(
+    settings.topic("feedback"),
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,

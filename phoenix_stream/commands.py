@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, cast
 
 import click
 from faust.cli import AppCommand, argument, option
@@ -204,14 +204,39 @@ async def seed(self: AppCommand, entities: int) -> None:
 
 
 @app.command(
-    option("--rate", type=float, default=200.0, show_default=True, help="Requests per second."),
+    option(
+        "--scenario",
+        type=click.Choice(["traffic", "rollout"]),
+        default="traffic",
+        show_default=True,
+        help="traffic: requests only; rollout: a challenger's shadow, canary and decision.",
+    ),
+    option(
+        "--challenger",
+        type=click.Choice(["better", "equal", "worse"]),
+        default="better",
+        show_default=True,
+        help="rollout: how good the challenger truly is.",
+    ),
+    option(
+        "--json",
+        "json_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="rollout: write the result to this JSON file.",
+    ),
+    option(
+        "--rate",
+        type=float,
+        default=None,
+        help="Requests per second (traffic: 200, rollout: 400).",
+    ),
     option("--duration", type=float, default=10.0, show_default=True, help="Seconds."),
     option(
         "--entities",
         type=int,
-        default=100_000,
-        show_default=True,
-        help="Entity ids are drawn from the first N seeded ones.",
+        default=None,
+        help="Entity ids are drawn from the first N seeded ones (traffic: 100000, rollout: 20000).",
     ),
     option(
         "--malformed",
@@ -239,27 +264,51 @@ async def seed(self: AppCommand, entities: int) -> None:
 )
 async def simulate(
     self: AppCommand,
-    rate: float,
+    scenario: str,
+    challenger: str,
+    json_path: Path | None,
+    rate: float | None,
     duration: float,
-    entities: int,
+    entities: int | None,
     malformed: float,
     unknown_entities: float,
     batch: int,
     random_seed: int,
 ) -> None:
-    """Produce realistic requests to the requests topic at a steady rate."""
+    """Produce realistic requests at a steady rate, or run a whole scenario (--scenario)."""
+    if scenario == "rollout":
+        from phoenix_stream.tools.scenarios.rollout import (
+            RolloutConfig,
+            format_result,
+            run_scenario,
+        )
+
+        config = RolloutConfig(
+            challenger=cast(Any, challenger),
+            rate=rate or 400.0,
+            entities=entities or 20_000,
+            seed=random_seed,
+        )
+        result = await run_scenario(settings, config)
+        click.echo(format_result(result))
+        click.echo(f"targets: {result['targets']}")
+        if json_path is not None:
+            await asyncio.to_thread(json_path.write_text, json.dumps(result, indent=2) + "\n")
+        if not all(result["targets"].values()):
+            raise SystemExit(1)
+        return
     from phoenix_stream.tools.simulator import SimulationConfig, run_simulation
 
-    config = SimulationConfig(
-        rate=rate,
+    config_traffic = SimulationConfig(
+        rate=rate or 200.0,
         duration_s=duration,
-        entities=entities,
+        entities=entities or 100_000,
         malformed_share=malformed,
         unknown_share=unknown_entities,
         batch=batch,
         seed=random_seed,
     )
-    report = await run_simulation(settings, config)
+    report = await run_simulation(settings, config_traffic)
     click.echo(json.dumps(report.as_dict(), indent=2))
 
 
@@ -308,3 +357,70 @@ async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> No
     result: dict[str, Any] = await run_bench(settings, BenchConfig(requests=n_requests))
     if json_path is not None:
         await asyncio.to_thread(json_path.write_text, json.dumps(result, indent=2) + "\n")
+
+
+def _print_decision(answer: dict[str, Any]) -> None:
+    d = answer["deployment"]
+    challenger = f", challenger {d['challenger']} ({d['strategy']} {d['share']:.0%})"
+    click.echo(
+        f"{d['model']} generation {d['generation']}: champion {d['champion']}"
+        + (challenger if d["challenger"] else "")
+        + (
+            ""
+            if answer.get("serving_here")
+            else f"; not serving yet: {answer.get('pending_reason')}"
+        )
+    )
+
+
+@app.command(
+    argument("model"),
+    option("--champion", required=True, help="Version served to everyone else."),
+    option("--challenger", default=None, help="Version to try (none: champion alone)."),
+    option(
+        "--strategy",
+        type=click.Choice(["single", "ab", "canary", "shadow"]),
+        default=None,
+        help="How the challenger is tried (default: shadow with a challenger, else single).",
+    ),
+    option("--share", type=float, default=None, help="Challenger's share of entities, 0..1."),
+    option("--reason", default="", help="Why: kept in the audit trail."),
+    base=ProjectCommand,
+)
+async def deploy(
+    self: AppCommand,
+    model: str,
+    champion: str,
+    challenger: str | None,
+    strategy: str | None,
+    share: float | None,
+    reason: str,
+) -> None:
+    """Change who serves MODEL, through a worker's admin API (PHOENIX_ADMIN_TOKEN)."""
+    from phoenix_stream.lifecycle.admin_client import call
+
+    body: dict[str, Any] = {"champion": champion, "reason": reason, "actor": "cli"}
+    for key, value in (("challenger", challenger), ("strategy", strategy), ("share", share)):
+        if value is not None:
+            body[key] = value
+    _print_decision(await call(settings, "PUT", f"/v1/deployments/{model}", body))
+
+
+@app.command(argument("model"), option("--reason", default="promoted by hand"), base=ProjectCommand)
+async def promote(self: AppCommand, model: str, reason: str) -> None:
+    """Make MODEL's challenger its champion (admin API)."""
+    from phoenix_stream.lifecycle.admin_client import call
+
+    body = {"reason": reason, "actor": "cli"}
+    _print_decision(await call(settings, "POST", f"/v1/deployments/{model}/promote", body))
+
+
+@app.command(
+    argument("model"), option("--reason", default="rolled back by hand"), base=ProjectCommand
+)
+async def rollback(self: AppCommand, model: str, reason: str) -> None:
+    """Retire MODEL's challenger; the champion serves alone (admin API)."""
+    from phoenix_stream.lifecycle.admin_client import call
+
+    body = {"reason": reason, "actor": "cli"}
+    _print_decision(await call(settings, "POST", f"/v1/deployments/{model}/rollback", body))

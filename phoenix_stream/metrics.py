@@ -100,6 +100,24 @@ UNDELIVERABLE = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+DEPLOYMENT_GENERATION = Gauge(
+    "phoenix_deployment_generation",
+    "Generation of the deployment serving each model on this worker.",
+    ["model"],
+    registry=REGISTRY,
+)
+DEPLOYMENT_PENDING = Gauge(
+    "phoenix_deployment_pending",
+    "1 while a newer deployment waits for its versions to load (the previous one serves).",
+    ["model"],
+    registry=REGISTRY,
+)
+DEPLOYMENTS_IGNORED = Counter(
+    "phoenix_deployments_ignored_total",
+    "Deployment records not newer than one already seen (replayed or reordered).",
+    ["model"],
+    registry=REGISTRY,
+)
 READY = Gauge(
     "phoenix_dependency_up",
     "1 when a dependency answered the last readiness probe.",
@@ -116,6 +134,69 @@ MODEL_LOAD_FAILURES = Counter(
     "phoenix_model_load_failures_total",
     "Failed load attempts of a model version (each retried after a delay).",
     ["model", "version"],
+    registry=REGISTRY,
+)
+
+FEEDBACK_ROWS = Counter(
+    "phoenix_feedback_rows_total",
+    "Feedback labels newly stored in PostgreSQL.",
+    registry=REGISTRY,
+)
+FEEDBACK_DUPLICATES = Counter(
+    "phoenix_feedback_duplicates_total",
+    "Feedback items skipped because their request_id already had a label (the first wins).",
+    registry=REGISTRY,
+)
+FEEDBACK_CONFLICTS = Counter(
+    "phoenix_feedback_conflicts_total",
+    "Duplicate feedback items whose label differs from the stored one (also duplicates).",
+    registry=REGISTRY,
+)
+FEEDBACK_ORPHANS = Counter(
+    "phoenix_feedback_orphans_total",
+    "Feedback stored for a request with no stored prediction (yet), counted at insert.",
+    registry=REGISTRY,
+)
+FEEDBACK_ORPHANS_EXPIRED = Counter(
+    "phoenix_feedback_orphans_expired_total",
+    "Orphan feedback deleted after PHOENIX_FEEDBACK_ORPHAN_TTL_S without a prediction.",
+    registry=REGISTRY,
+)
+_EVALUATION_LABELS = ["model", "version", "variant"]
+MODEL_LABELLED = Gauge(
+    "phoenix_model_labelled",
+    "Labelled predictions in the last online evaluation window, rows.",
+    _EVALUATION_LABELS,
+    registry=REGISTRY,
+)
+MODEL_ACCURACY = Gauge(
+    "phoenix_model_accuracy",
+    "Online accuracy of served labels against feedback, last evaluation window.",
+    _EVALUATION_LABELS,
+    registry=REGISTRY,
+)
+MODEL_LOG_LOSS = Gauge(
+    "phoenix_model_log_loss",
+    "Online log loss (natural log) of scores against feedback, last evaluation window.",
+    _EVALUATION_LABELS,
+    registry=REGISTRY,
+)
+MODEL_BRIER = Gauge(
+    "phoenix_model_brier",
+    "Online Brier score of scores against feedback, last evaluation window.",
+    _EVALUATION_LABELS,
+    registry=REGISTRY,
+)
+MODEL_AUC = Gauge(
+    "phoenix_model_auc",
+    "Online ROC AUC, last evaluation window; absent with too few labels of either class.",
+    _EVALUATION_LABELS,
+    registry=REGISTRY,
+)
+MODEL_POSITIVE_RATE = Gauge(
+    "phoenix_model_positive_rate",
+    "Share of true labels that are 1 (feedback), last evaluation window.",
+    _EVALUATION_LABELS,
     registry=REGISTRY,
 )
 

@@ -18,14 +18,18 @@ from mode import Service
 
 from phoenix_stream.exceptions import DeliveryTimeout
 from phoenix_stream.features.store import FeatureStore
+from phoenix_stream.lifecycle.deployments import DeploymentBoard
+from phoenix_stream.lifecycle.publisher import DeploymentPublisher
+from phoenix_stream.lifecycle.rollout import RolloutController, RolloutRules
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.requests import ParsedRequest
 from phoenix_stream.serving.coalescer import Coalescer
-from phoenix_stream.serving.models import Deployments, ServingModels
+from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.predictor import Outcome, Predictor
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
+from phoenix_stream.storage.feedback import FeedbackStore
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.failure_policy import FailurePolicy
@@ -39,6 +43,9 @@ from phoenix_stream.streaming.transport import kafka_producer
 
 log = logging.getLogger(__name__)
 
+# How long a starting worker waits to have read the recorded deployments, seconds.
+DEPLOYMENTS_CATCH_UP_S = 10.0
+
 # How long an HTTP caller waits for its prediction to be recorded on Kafka, seconds.
 HTTP_EMIT_TIMEOUT_S = 5.0
 
@@ -51,9 +58,17 @@ class Runtime(Service):
         self.app = app
         self.features = FeatureStore(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self.sink = PredictionSink(settings.postgres_dsn)
+        # Labels and online evaluation, on the sink's pool (opened with the sink).
+        self.feedback = FeedbackStore(self.sink, is_stopping=self._is_stopping)
         self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
         self.models = ServingModels(self.registry, retry_s=settings.model_retry_s)
-        self.deployments = Deployments(Deployment.from_settings(settings), self.registry)
+        self.deployments = DeploymentBoard(
+            settings.kafka_url,
+            settings.topic("deployments"),
+            self.models,
+            self.registry,
+            Deployment.from_settings(settings),
+        )
         self.predictor = Predictor(
             self.models,
             self.features,
@@ -85,6 +100,15 @@ class Runtime(Service):
             max_batch_requests=settings.max_batch_requests,
             chunk_requests=settings.chunk_requests,
         )
+        self.publisher = DeploymentPublisher(
+            self.deployments, self.registry, self.emitter, settings.topic("deployments")
+        )
+        self.rollout = RolloutController(
+            self.deployments,
+            self.publisher,
+            self.feedback,
+            RolloutRules(step_labels=settings.canary_step_labels),
+        )
         self.http = Coalescer(
             self._score_http,
             max_batch=settings.max_batch_requests,
@@ -102,8 +126,11 @@ class Runtime(Service):
         return bool(self.should_stop or self.app.should_stop)
 
     def on_init_dependencies(self) -> list[Service]:
-        """Redis client and PostgreSQL pool open with the runtime (neither blocks on an outage)."""
-        return [self.features, self.sink]
+        """Redis, PostgreSQL and the deployments reader start with the runtime.
+
+        None of them blocks on an outage: each retries in the background.
+        """
+        return [self.features, self.sink, self.deployments]
 
     async def _score_http(self, requests: list[ParsedRequest], received_at: float) -> Outcome:
         """Score a coalesced batch of HTTP requests and record it on Kafka."""
@@ -124,6 +151,17 @@ class Runtime(Service):
         # the next batch after settings.model_retry_s tries it again.
         versions = filter(None, (default.champion, default.challenger))
         await self.models.prepare((default.model, version) for version in versions)
+
+    async def on_started(self) -> None:
+        """Wait (bounded) until the recorded deployments were read; dependencies run now.
+
+        So the worker serves the recorded deployments from its first batch on, not the
+        settings' one; bounded, so that a broker outage at start does not hold it back.
+        """
+        try:
+            await asyncio.wait_for(self.deployments.caught_up.wait(), DEPLOYMENTS_CATCH_UP_S)
+        except TimeoutError:
+            log.warning("deployments not read within %.0f s; reading on", DEPLOYMENTS_CATCH_UP_S)
 
     async def on_stop(self) -> None:
         """Answer every HTTP caller before Redis and PostgreSQL close (grace of a few s)."""

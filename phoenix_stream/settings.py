@@ -21,7 +21,7 @@ Strategy = Literal["single", "ab", "canary", "shadow"]
 EntityPolicy = Literal["defaults", "dead-letter"]
 STRATEGIES: tuple[Strategy, ...] = ("single", "ab", "canary", "shadow")
 ENTITY_POLICIES: tuple[EntityPolicy, ...] = ("defaults", "dead-letter")
-AGENTS: tuple[str, ...] = ("inference", "sink")
+AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "feedback")
 
 # Field name -> environment variable. The only place variable names are spelled.
 ENV: dict[str, str] = {
@@ -61,7 +61,15 @@ ENV: dict[str, str] = {
     "http_queue_max": "PHOENIX_HTTP_QUEUE_MAX",
     "http_deadline_ms": "PHOENIX_HTTP_DEADLINE_MS",
     "model_retry_s": "PHOENIX_MODEL_RETRY_S",
+    "feedback_orphan_ttl_s": "PHOENIX_FEEDBACK_ORPHAN_TTL_S",
+    "evaluation_window": "PHOENIX_EVALUATION_WINDOW",
+    "evaluation_interval_s": "PHOENIX_EVALUATION_INTERVAL_S",
     "agents": "PHOENIX_AGENTS",
+    "admin_token": "PHOENIX_ADMIN_TOKEN",
+    "admin_url": "PHOENIX_ADMIN_URL",
+    "auto_promote": "PHOENIX_AUTO_PROMOTE",
+    "rollout_interval_s": "PHOENIX_ROLLOUT_INTERVAL_S",
+    "canary_step_labels": "PHOENIX_CANARY_STEP_LABELS",
 }
 
 
@@ -108,7 +116,21 @@ class Settings:
     http_queue_max: int = 5000  # HTTP requests waiting to be scored; beyond: 503
     http_deadline_ms: float = 5000.0  # an HTTP caller's answer (or 503) within this
     model_retry_s: float = 30.0  # a model version that failed to load is retried after this
+    # Feedback whose request has no stored prediction this long after it arrived is deleted.
+    feedback_orphan_ttl_s: float = 7 * 24 * 3600.0
+    evaluation_window: int = 5000  # latest labelled predictions per (version, variant), rows
+    evaluation_interval_s: float = 30.0  # periodic online evaluation of every model
     agents: tuple[str, ...] = AGENTS  # which agents this worker runs (comma-separated)
+    # Bearer token of the admin endpoints (deployments); empty: those endpoints are off.
+    admin_token: str = ""
+    # Where the CLI's deploy/promote/rollback send their requests; empty: this worker's
+    # own address (PHOENIX_WEB_HOST:PHOENIX_WEB_PORT).
+    admin_url: str = ""
+    # The rollout controller (on the leader worker) promotes, ramps and rolls back
+    # challengers on evidence; off, challengers change only by hand.
+    auto_promote: bool = False
+    rollout_interval_s: float = 5.0  # how often the controller looks, seconds
+    canary_step_labels: int = 200  # labelled challenger requests before the next step
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -136,6 +158,7 @@ class Settings:
             "dead_letter_max_bytes",
             "chunk_requests",
             "http_queue_max",
+            "evaluation_window",
         ):
             _check(getattr(self, name) > 0, name, "a positive integer")
         for name in (
@@ -147,6 +170,8 @@ class Settings:
             "heartbeat_s",
             "http_deadline_ms",
             "model_retry_s",
+            "feedback_orphan_ttl_s",
+            "evaluation_interval_s",
         ):
             _check(getattr(self, name) > 0, name, "a positive number")
         _check(
@@ -184,7 +209,8 @@ class Settings:
         values: dict[str, Any] = {}
         for field in fields(cls):
             raw = env.get(ENV[field.name])
-            if raw is None or raw == "":
+            # Unset or empty keeps the default, except where empty means "none".
+            if raw is None or (raw == "" and field.name not in _EMPTY_MEANS_NONE):
                 continue
             values[field.name] = _parse(field.name, raw, _CONVERTERS[field.name])
         state_dir = Path(values.get("state_dir", cls.state_dir))
@@ -200,6 +226,10 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+# Settings whose empty value is meaningful: no challenger.
+_EMPTY_MEANS_NONE = frozenset({"challenger_version"})
 
 
 def _check(ok: bool, name: str, expected: str) -> None:
@@ -244,6 +274,15 @@ def _str(raw: str) -> str:
     return raw
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+
+
 def _literal(raw: str) -> str:
     return raw.strip().lower()
 
@@ -260,6 +299,8 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
         if field.type == "int"
         else float
         if field.type == "float"
+        else _flag
+        if field.type == "bool"
         else _literal
         if field.type in ("Strategy", "EntityPolicy")
         else _names

@@ -11,7 +11,6 @@ from faust import web
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
-from phoenix_stream.serving.router import Deployment
 from phoenix_stream.streaming.transport import broker_round_trip
 from phoenix_stream.web.responses import json_response
 
@@ -58,15 +57,19 @@ async def readiness() -> dict[str, str]:
     }
     results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
     failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
-    # Read only: loads happen off the loop (ServingModels.prepare), never in a probe.
-    for (model, version), failure in sorted(runtime.models.failures().items()):
-        failing[f"model {model}/{version}"] = failure.reason
-    default = Deployment.from_settings(settings)
-    for version in filter(None, (default.champion, default.challenger)):
+    # Read only: loads happen off the loop (ServingModels.prepare), never in a probe. Only
+    # versions that serve or wait to serve count: a failed version nobody deploys any more
+    # is history (its failure stays in the metrics and the log).
+    serving = runtime.deployments.get(settings.default_model)
+    versions = [] if serving is None else [serving.champion, serving.challenger]
+    for served in filter(None, versions):
         try:
-            runtime.models.lookup(default.model, version)
+            runtime.models.lookup(settings.default_model, served)
         except ModelLoadError as exc:  # failed (listed above) or not loaded yet
-            failing[f"model {default.model}/{version}"] = str(exc)
+            failing[f"model {settings.default_model}/{served}"] = str(exc)
+    # A newer deployment that cannot load yet: the previous one serves meanwhile.
+    for model, reason in runtime.deployments.failing().items():
+        failing[f"deployment {model}"] = reason
     return failing
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from aiohttp import web as aiohttp_web
@@ -28,8 +28,8 @@ RETRY_AFTER_S = 1  # seconds an overloaded worker asks a client to wait
 
 log = logging.getLogger(__name__)
 
-View = TypeVar("View")
-Handler = Callable[[View, aiohttp_web.Request], Awaitable[aiohttp_web.Response]]
+# A view method: (view, request, **path parameters) -> response.
+Handler = Callable[..., Awaitable[aiohttp_web.Response]]
 
 
 def json_response(
@@ -74,13 +74,15 @@ async def read_json(
         return None, json_error(400, f"invalid JSON: {exc}")
 
 
-def json_errors(handler: Handler[View]) -> Handler[View]:
+def json_errors(handler: Handler) -> Handler:
     """Wrap a view method: errors it raises become JSON (503 unavailable, 500 a bug)."""
 
     @functools.wraps(handler)
-    async def guarded(view: View, request: aiohttp_web.Request) -> aiohttp_web.Response:
+    async def guarded(
+        view: object, request: aiohttp_web.Request, **path: str
+    ) -> aiohttp_web.Response:
         try:
-            return await handler(view, request)
+            return await handler(view, request, **path)
         except aiohttp_web.HTTPException:
             raise  # aiohttp's own answers (redirects, 405) are meant as they are
         except Overloaded as exc:

@@ -20,10 +20,11 @@ Rows go to ``predictions`` or, for challengers served in shadow, ``shadow_predic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -493,6 +494,20 @@ class PredictionSink(Service):
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection of the migrated database, for the other stores.
+
+        Driver errors raised inside the block come out as SinkError (cause kept); use
+        ``is_transient(exc.__cause__)`` to tell an outage from a refusal.
+        """
+        pool = await self._open()
+        try:
+            async with pool.acquire(timeout=self.command_timeout_s) as conn:
+                yield conn
+        except _DRIVER_ERRORS as exc:
+            raise SinkError(f"PostgreSQL failed: {exc!r}") from exc
 
     async def ping(self) -> bool:
         """True if PostgreSQL answers ``SELECT 1`` within the connect timeout; never raises."""

@@ -11,7 +11,12 @@ from phoenix_stream.app import app, settings
 
 def test_registered_agents_topics_and_routes() -> None:
     agents = set(app.agents)
-    assert agents == {"phoenix.inference", "phoenix.sink"}
+    assert agents == {
+        "phoenix.inference",
+        "phoenix.sink",
+        "phoenix.feedback",
+        "phoenix.deployments",
+    }
     routes = {route for route, _ in _routes()}
     assert {
         "/v1/predict",
@@ -20,11 +25,19 @@ def test_registered_agents_topics_and_routes() -> None:
         "/health",
         "/ready",
         "/metrics",
+        "/v1/feedback",
+        "/v1/models/{model}/evaluation",
+        "/v1/deployments",
+        "/v1/deployments/{model}",
+        "/v1/deployments/{model}/promote",
+        "/v1/deployments/{model}/rollback",
     } <= routes
     subscribed = {agent.name: set(agent.channel.topics) for agent in app.agents.values()}
     assert subscribed == {
         "phoenix.inference": {settings.topic("requests")},
         "phoenix.sink": {settings.topic("predictions"), settings.topic("shadow-predictions")},
+        "phoenix.feedback": {settings.topic("feedback")},
+        "phoenix.deployments": {settings.topic("deployments")},
     }
 
 
@@ -40,7 +53,16 @@ def test_project_commands_are_on_the_cli() -> None:
         check=True,
         timeout=60,
     ).stdout
-    for command in ("worker", "services", "demo", "simulate", "bench", "seed", "train"):
+    for command in (
+        "worker",
+        "services",
+        "demo",
+        "simulate",
+        "bench",
+        "seed",
+        "train",
+        "registry",
+    ):
         assert f"  {command}" in out, out
 
 

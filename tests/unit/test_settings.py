@@ -74,3 +74,15 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.web_port = 1  # type: ignore[misc]
+
+
+def test_an_empty_challenger_version_means_no_challenger() -> None:
+    assert Settings.from_env({"PHOENIX_CHALLENGER_VERSION": ""}).challenger_version == ""
+    assert Settings.from_env({}).challenger_version == "2"
+
+
+def test_flags_read_common_spellings_and_refuse_others() -> None:
+    assert Settings.from_env({"PHOENIX_AUTO_PROMOTE": "Yes"}).auto_promote is True
+    assert Settings.from_env({"PHOENIX_AUTO_PROMOTE": "0"}).auto_promote is False
+    with pytest.raises(ConfigError, match="PHOENIX_AUTO_PROMOTE"):
+        Settings.from_env({"PHOENIX_AUTO_PROMOTE": "maybe"})

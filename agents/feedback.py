@@ -1,0 +1,160 @@
+"""Feedback agent: true outcomes into PostgreSQL, plus the periodic evaluation and cleanup.
+
+The agent reads ``feedback`` records raw (one item or a JSON list of items, keyed by
+request_id), dead-letters what is not valid feedback (``invalid_json``, ``too_large``,
+``batch_too_large``, ``invalid_feedback``, field named) and writes the rest in batches
+through :class:`~phoenix_stream.storage.feedback.FeedbackStore`, acked after the write
+(retried through outages). The first label of a request wins; duplicates, conflicting
+labels and orphans (no stored prediction yet) are counted. Two timers of this worker:
+every ``PHOENIX_EVALUATION_INTERVAL_S`` each model is evaluated (gauges set, one row per
+(version, variant) stored in ``evaluations``), and orphans older than
+``PHOENIX_FEEDBACK_ORPHAN_TTL_S`` are deleted. Neither is ever fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from phoenix_stream import metrics
+from phoenix_stream.app import app, feedback_topic, settings
+from phoenix_stream.exceptions import PhoenixError
+from phoenix_stream.lifecycle import evaluation
+from phoenix_stream.lifecycle.feedback import ParsedFeedback, decode_feedback
+from phoenix_stream.storage.feedback import FeedbackReport
+from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.records import InRecord, OutRecord
+
+log = logging.getLogger(__name__)
+
+# Conflicting labels are logged at most this often, seconds (counted always).
+CONFLICT_LOG_EVERY_S = 60.0
+# Orphans are looked for a few times per TTL, at most once a minute, seconds.
+ORPHAN_SWEEP_S = min(60.0, max(1.0, settings.feedback_orphan_ttl_s / 4))
+# Most orphans one sweep deletes: one bounded statement per sweep, rows.
+ORPHAN_SWEEP_ROWS = 10_000
+
+
+class _ConflictLog:
+    """Logs conflicting labels once in a while with the count since the last line."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._pending = 0
+        self._last = float("-inf")
+
+    def add(self, report: FeedbackReport, now: float) -> None:
+        self._pending += report.conflicts
+        if not self._pending or now - self._last < self.every_s:
+            return
+        log.warning(
+            "%d feedback labels conflicted with the label already stored (first wins), "
+            "e.g. (request_id, kept, refused): %s",
+            self._pending,
+            report.conflict_examples or "none in the latest batch",
+        )
+        self._pending = 0
+        self._last = now
+
+
+_conflicts = _ConflictLog(CONFLICT_LOG_EVERY_S)
+
+
+@app.agent(feedback_topic, name="phoenix.feedback")
+async def feedback(stream: Any) -> None:
+    """Store each request's first true label once in PostgreSQL."""
+    runtime = app.runtime
+    store = runtime.feedback
+
+    async def handle(records: Sequence[InRecord]) -> None:
+        now = time.time()
+        items: list[ParsedFeedback] = []
+        dead: list[OutRecord] = []
+        for record in records:
+            for decoded in decode_feedback(
+                record.value,
+                now=now,
+                max_bytes=settings.max_record_bytes,
+                max_batch=settings.max_batch_requests,
+            ):
+                if isinstance(decoded, ParsedFeedback):
+                    items.append(decoded)
+                    continue
+                dead.append(
+                    runtime.dead_letters.record(
+                        record,
+                        decoded.kind,
+                        decoded.error,
+                        field=decoded.field,
+                        original=decoded.original,
+                        batch_index=decoded.batch_index,
+                    )
+                )
+        if items:
+            retries_before = store.retries
+            report = await store.write_until_done(items)
+            metrics.SINK_RETRIES.inc(store.retries - retries_before)
+            metrics.FEEDBACK_ROWS.inc(report.written)
+            metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
+            metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
+            metrics.FEEDBACK_ORPHANS.inc(report.orphans)
+            _conflicts.add(report, now)
+        if dead:
+            await runtime.emitter.emit(dead)
+
+    await run_batches(
+        stream,
+        handle,
+        runtime.failure_policy("feedback"),
+        take=settings.sink_batch,
+        within_s=settings.sink_within_ms / 1000.0,
+    )
+
+
+async def evaluate_models() -> None:
+    """Evaluate every model: set the gauges and store the evaluation (about once per period)."""
+    runtime = app.runtime
+    for model in runtime.deployments.names():
+        try:
+            results = await runtime.feedback.evaluate(model, settings.evaluation_window)
+            evaluation.publish(model, results)
+            await runtime.feedback.record_evaluation(
+                model,
+                results,
+                settings.evaluation_window,
+                min_gap_s=settings.evaluation_interval_s / 2,
+            )
+        except PhoenixError as exc:  # PostgreSQL down: the next period tries again
+            log.warning("Evaluating %s failed: %s", model, exc)
+        except Exception:
+            # A bug must not end the timer: Faust would crash the worker with it.
+            log.exception("Evaluating %s failed unexpectedly", model)
+
+
+async def expire_orphan_feedback() -> None:
+    """Delete feedback that found no prediction within the TTL (bounded per sweep)."""
+    try:
+        swept = await app.runtime.feedback.expire_orphans(
+            settings.feedback_orphan_ttl_s, ORPHAN_SWEEP_ROWS
+        )
+    except PhoenixError as exc:
+        log.warning("Expiring orphan feedback failed: %s", exc)
+        return
+    except Exception:
+        log.exception("Expiring orphan feedback failed unexpectedly")  # the timer goes on
+        return
+    metrics.FEEDBACK_ORPHANS_EXPIRED.inc(swept.expired)
+    if swept.expired:
+        log.info(
+            "Deleted %d orphan feedback labels older than %.0f s (%d found their prediction)",
+            swept.expired,
+            settings.feedback_orphan_ttl_s,
+            swept.adopted,
+        )
+
+
+# Registered by call, not as decorators: Faust's timer decorator is untyped.
+app.timer(settings.evaluation_interval_s, name="phoenix.evaluate_models")(evaluate_models)
+app.timer(ORPHAN_SWEEP_S, name="phoenix.expire_orphan_feedback")(expire_orphan_feedback)

@@ -1,0 +1,1 @@
+"""Scenarios that prove a claim end to end on real services, with figures."""

@@ -1,0 +1,430 @@
+"""``phoenix-stream simulate --scenario rollout``: a challenger's whole life, measured.
+
+On running services: two workers with the rollout controller on, traffic at a steady
+rate, and for every request its true label (the simulator's known rule) sent as feedback
+after a delay. The challenger (truly better, equal or worse: ``scenarios.models``) is
+deployed as a shadow with canary steps; on the way the operator re-applies the deployment
+under load; then nobody acts: the controller ramps, promotes, rolls back or keeps the
+champion. The result says what was decided, on how many labels, how long it took, every
+deployment step, how many requests failed, and how fast each change reached both workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import statistics
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
+from phoenix_stream.features.seeding import seed_feature_store
+from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
+from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.tools.scenarios.models import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL,
+    Challenger,
+    build_registry,
+)
+from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.training.datagen import (
+    REQUEST_FEATURES,
+    default_probability,
+    entity_id_for,
+    profiles,
+    sample_labels,
+    sample_request_features,
+)
+
+TOKEN = secrets.token_hex(16)  # this run's admin token, passed to its workers
+TICK_S = 0.05
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """The scenario's knobs: requests/s, seconds, labelled requests per canary step."""
+
+    challenger: Challenger
+    rate: float = 400.0
+    entities: int = 20_000
+    feedback_delay_s: float = 2.0
+    timeout_s: float = 540.0  # the longest wait for a decision
+    steps: tuple[float, ...] = DEFAULT_STEPS
+    step_labels: int = 200
+    workers: int = 2
+    seed: int = 1
+
+
+@dataclass
+class Observed:
+    """What the scenario saw: predictions, true labels, deployment generations."""
+
+    produced: int = 0
+    labels: dict[str, int] = field(default_factory=dict)
+    predicted: set[str] = field(default_factory=set)
+    served: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # correct/total
+    seen_at: dict[int, list[float]] = field(default_factory=dict)  # generation -> per worker
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)  # generation -> record
+
+
+async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path) -> dict[str, Any]:
+    """Run the scenario against ``settings``' services; the result (JSON types)."""
+    registry = work_dir / f"models-{config.challenger}"
+    await asyncio.to_thread(build_registry, registry, config.challenger)
+    await seed_feature_store(settings.redis_url, config.entities)
+    tag = uuid.uuid4().hex[:8]
+    base = settings.with_overrides(
+        models_dir=registry,
+        state_dir=work_dir / "state",
+        app_id=f"rollout-{tag}",
+        topic_prefix=f"rollout{tag}.",
+        champion_version=CHAMPION,
+        challenger_version="",
+        admin_token=TOKEN,
+        auto_promote=True,
+        rollout_interval_s=1.0,
+        canary_step_labels=config.step_labels,
+        agents=("inference", "sink", "feedback", "deployments"),
+    )
+    base.state_dir.mkdir(parents=True, exist_ok=True)
+    workers = [
+        WorkerProcess(base.with_overrides(web_port=free_port()), work_dir / f"worker-{tag}-{i}.log")
+        for i in range(config.workers)
+    ]
+    seen = Observed()
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for worker in workers:
+            worker.start()
+        await asyncio.gather(*(w.wait_ready(120.0) for w in workers))
+        tasks = [
+            asyncio.create_task(_traffic(base, config, seen, stop)),
+            asyncio.create_task(_watch_predictions(base, seen)),
+            asyncio.create_task(_watch_generations(workers, seen)),
+        ]
+        return await _drive(workers, config, seen, stop)
+    finally:
+        stop.set()  # the traffic ends by itself (flushing); the watchers are cancelled
+        for task in tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in workers:
+            worker.stop()
+
+
+async def _drive(
+    workers: list[WorkerProcess], config: RolloutConfig, seen: Observed, stop: asyncio.Event
+) -> dict[str, Any]:
+    """The operator's part, then waiting for the controller's decision."""
+    admin = workers[0].base_url
+    champion = await _put(admin, {"champion": CHAMPION, "reason": "scenario start"})
+    await _until_everywhere(seen, champion, len(workers))
+    await asyncio.sleep(3.0)  # traffic with the champion alone first
+    shadow_change = {
+        "champion": CHAMPION,
+        "challenger": CHALLENGER,
+        "strategy": "shadow",
+        "steps": list(config.steps),
+        "reason": f"try the {config.challenger} challenger",
+    }
+    shadow = await _put(admin, shadow_change)
+    started = time.monotonic()
+    shadow_at = float(shadow["decided_at"])
+    await asyncio.sleep(2.0)
+    # An operator re-applies the same deployment under load: the rollout must go on.
+    reapplied = await _put(workers[-1].base_url, {**shadow_change, "reason": "re-applied"})
+    decision = await _wait_decision(seen, int(reapplied["generation"]), config.timeout_s)
+    seconds_to_decision = time.monotonic() - started
+    stop.set()
+    await _drain(seen)
+    return _result(config, seen, decision, shadow_at, seconds_to_decision, len(workers))
+
+
+async def _put(base_url: str, change: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+        session.put(
+            f"{base_url}/v1/deployments/{MODEL}", data=orjson.dumps(change), headers=headers
+        ) as response,
+    ):
+        body = orjson.loads(await response.read())
+    if response.status != 200:
+        raise RuntimeError(f"deploy refused: {response.status} {body}")
+    deployment: dict[str, Any] = body["deployment"]
+    return deployment
+
+
+async def _poll(holds: Callable[[], bool], timeout_s: float, every_s: float = TICK_S) -> bool:
+    """Until ``holds()`` (other tasks change what it reads) or the timeout; whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if holds():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(every_s)
+
+
+async def _until_everywhere(seen: Observed, record: dict[str, Any], workers: int) -> None:
+    generation = int(record["generation"])
+    await _poll(lambda: len(seen.seen_at.get(generation, [])) >= workers, 60.0)
+
+
+async def _wait_decision(seen: Observed, after: int, timeout_s: float) -> dict[str, Any] | None:
+    """The first record after ``after`` with no challenger: the controller's decision."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for generation in sorted(seen.records):
+            record = seen.records[generation]
+            if generation > after and record["challenger"] is None:
+                return record
+        await asyncio.sleep(0.2)
+    return None
+
+
+async def _traffic(
+    settings: Settings, config: RolloutConfig, seen: Observed, stop: asyncio.Event
+) -> None:
+    """Requests at ``config.rate``; each one's true label as feedback after the delay."""
+    rng = np.random.default_rng(config.seed)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"), linger_ms=5
+    )
+    await producer.start()
+    due: deque[tuple[float, list[tuple[str, int]]]] = deque()
+    started = time.monotonic()
+    counter = 0
+    try:
+        while not stop.is_set():
+            n = int((time.monotonic() - started) * config.rate) - counter
+            if n > 0:
+                index = rng.integers(0, config.entities, size=n)
+                ids = [entity_id_for(int(i)) for i in index]
+                loans = sample_request_features(rng, n)
+                X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
+                labels = sample_labels(default_probability(X), rng).tolist()
+                batch: list[tuple[str, int]] = []
+                for j in range(n):
+                    counter += 1
+                    request_id = f"r{counter}"
+                    request = {
+                        "request_id": request_id,
+                        "entity_id": ids[j],
+                        "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
+                        "sent_at": time.time(),
+                    }
+                    await producer.send(
+                        settings.topic("requests"), orjson.dumps(request), key=ids[j].encode()
+                    )
+                    seen.labels[request_id] = labels[j]
+                    batch.append((request_id, labels[j]))
+                seen.produced = counter
+                due.append((time.monotonic() + config.feedback_delay_s, batch))
+            while due and due[0][0] <= time.monotonic():
+                for request_id, label in due.popleft()[1]:
+                    feedback = {"request_id": request_id, "label": label}
+                    await producer.send(
+                        settings.topic("feedback"), orjson.dumps(feedback), key=request_id.encode()
+                    )
+            await asyncio.sleep(TICK_S)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _watch_predictions(settings: Settings, seen: Observed) -> None:
+    """Every served prediction: which request, which variant, right or wrong (until cancelled)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    topic = settings.topic("predictions")
+    try:
+        partitions: set[int] = set()
+        while not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+            await asyncio.sleep(0.0 if partitions else 0.2)
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for message in (m for messages in batches.values() for m in messages):
+                p = orjson.loads(message.value or b"{}")
+                request_id = str(p.get("request_id"))
+                if request_id in seen.predicted:
+                    continue  # at-least-once: a redelivered request counts once
+                seen.predicted.add(request_id)
+                tally = seen.served.setdefault((str(p["variant"]), str(p["version"])), [0, 0])
+                tally[0] += int(p["label"] == seen.labels.get(request_id))
+                tally[1] += 1
+    finally:
+        await consumer.stop()
+
+
+async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> None:
+    """When each worker first serves each generation (polled every 20 ms, until cancelled)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            for worker in workers:
+                try:
+                    async with session.get(f"{worker.base_url}/v1/deployments/{MODEL}") as response:
+                        body = orjson.loads(await response.read())
+                except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+                    continue
+                record = body.get("serving") or {}
+                generation = int(record.get("generation", 0))
+                if generation and worker.base_url not in seen.records.get(generation, {}).get(
+                    "_workers", ()
+                ):
+                    stored = seen.records.setdefault(generation, {**record, "_workers": []})
+                    stored["_workers"].append(worker.base_url)
+                    seen.seen_at.setdefault(generation, []).append(time.time())
+            await asyncio.sleep(0.02)
+
+
+async def _drain(seen: Observed, timeout_s: float = 60.0) -> None:
+    """Until every produced request was predicted (or the timeout)."""
+    await _poll(lambda: len(seen.predicted) >= seen.produced, timeout_s, 0.2)
+
+
+def _result(
+    config: RolloutConfig,
+    seen: Observed,
+    decision: dict[str, Any] | None,
+    shadow_at: float,
+    seconds_to_decision: float,
+    workers: int,
+) -> dict[str, Any]:
+    evidence: dict[str, Any] = (decision or {}).get("evidence") or {}
+    if decision is None:
+        outcome = "none"
+    elif decision["champion"] == CHALLENGER:
+        outcome = "promote"
+    else:
+        outcome = str(evidence.get("decision", "rollback"))
+    shadow = evidence.get("shadow", {})
+    canary = evidence.get("canary", {})
+    propagation = [
+        (max(times) - float(seen.records[g]["decided_at"])) * 1000.0
+        for g, times in seen.seen_at.items()
+        if len(times) >= workers and g in seen.records
+    ]
+    steps = [
+        {
+            "generation": g,
+            "strategy": r["strategy"],
+            "share": r["share"],
+            "actor": r["actor"],
+            "reason": r["reason"],
+            "seconds": round(float(r["decided_at"]) - shadow_at, 1),
+        }
+        for g, r in sorted(seen.records.items())
+    ]
+    return {
+        "challenger": config.challenger,
+        "decision": outcome,
+        "labelled_per_variant": {
+            "shadow_pairs": shadow.get("labelled_champion"),
+            "canary_champion": canary.get("labelled_champion"),
+            "canary_challenger": canary.get("labelled_challenger"),
+        },
+        "champion_metric": shadow.get("champion_metric"),
+        "challenger_metric": shadow.get("challenger_metric"),
+        "statistic": shadow.get("statistic"),
+        "bound": shadow.get("bound"),
+        "seconds_to_decision": round(seconds_to_decision, 1),
+        "steps": steps,
+        "failed_requests": seen.produced - len(seen.predicted),
+        "requests": seen.produced,
+        "served_accuracy": {
+            f"{variant} {version}": round(right / total, 4)
+            for (variant, version), (right, total) in sorted(seen.served.items())
+            if total
+        },
+        "deploy_propagation_ms": {
+            "max": round(max(propagation), 1) if propagation else None,
+            "median": round(statistics.median(propagation), 1) if propagation else None,
+            "changes": len(propagation),
+        },
+    }
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The result as a short table for the terminal."""
+    lines = [
+        f"challenger        {result['challenger']}",
+        f"decision          {result['decision']}",
+        f"champion / challenger accuracy (shadow pairs)  "
+        f"{result['champion_metric']} / {result['challenger_metric']}",
+        f"labelled          {result['labelled_per_variant']}",
+        f"seconds to decide {result['seconds_to_decision']}",
+        f"requests          {result['requests']}  failed {result['failed_requests']}",
+        f"served accuracy   {result['served_accuracy']}",
+        f"propagation ms    {result['deploy_propagation_ms']}",
+        "steps:",
+    ]
+    lines += [
+        f"  +{s['seconds']:>6}s gen {s['generation']} {s['strategy']:<7} "
+        f"{s['share']:>5.0%} {s['actor']}: {s['reason']}"
+        for s in result["steps"]
+    ]
+    return "\n".join(lines)
+
+
+EXPECTED: dict[str, tuple[str, ...]] = {
+    "better": ("promote",),
+    "equal": ("keep", "rollback"),  # anything but a promotion
+    "worse": ("rollback",),
+}
+MAX_SECONDS = 600.0
+
+
+def check_targets(result: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets: the right decision, no failed request, within 10 minutes."""
+    return {
+        "decision": result["decision"] in EXPECTED[result["challenger"]],
+        "no_failed_requests": result["failed_requests"] == 0,
+        "within_10_minutes": result["seconds_to_decision"] <= MAX_SECONDS,
+    }
+
+
+async def run_scenario(settings: Settings, config: RolloutConfig) -> dict[str, Any]:
+    """The scenario on the embedded services (started here unless their URLs are set)."""
+    own = not all(os.environ.get(ENV[n]) for n in ("kafka_url", "redis_url", "postgres_dsn"))
+    work_dir = settings.state_dir / "scenario-rollout"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        if own:
+            addresses = await asyncio.to_thread(start_services, work_dir / "services")
+            settings = settings.with_overrides(
+                kafka_url=addresses.kafka_url,
+                redis_url=addresses.redis_url,
+                postgres_dsn=addresses.postgres_dsn,
+            )
+        result = await run_rollout(settings, config, work_dir)
+    finally:
+        if own:
+            await asyncio.to_thread(stop_services, work_dir / "services", SERVICE_NAMES)
+    result["targets"] = check_targets(result)
+    return result

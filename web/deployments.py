@@ -1,0 +1,178 @@
+"""``/v1/deployments``: who serves each model, the history, and (with the token) changes.
+
+``GET /v1/deployments`` and ``GET /v1/deployments/{model}`` are open. ``PUT
+/v1/deployments/{model}``, ``POST .../promote`` and ``POST .../rollback`` need
+``Authorization: Bearer <PHOENIX_ADMIN_TOKEN>``: 401 without it, 403 with a wrong one,
+and with no token configured they are off (403 saying so), never open.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web as aiohttp_web
+from faust import web
+
+from phoenix_stream.app import app, settings
+from phoenix_stream.exceptions import SinkError, ValidationError
+from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.storage.deployments import DeploymentHistory
+from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+
+_CHANGE_FIELDS = frozenset(
+    {"champion", "challenger", "strategy", "share", "steps", "reason", "evidence", "actor"}
+)
+
+
+def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | None:
+    """None when the request carries the admin token, else the error response."""
+    if not settings.admin_token:
+        return json_error(403, "admin endpoints are off: PHOENIX_ADMIN_TOKEN is not set")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return json_error(401, "missing bearer token", "Authorization")
+    if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        return json_error(403, "wrong bearer token", "Authorization")
+    return None
+
+
+def state(model: str) -> dict[str, Any]:
+    """What serves ``model`` on this worker, and a newer decision waiting to load."""
+    board = app.runtime.deployments
+    record = board.record(model)
+    deployment = board.get(model)
+    pending = board.pending().get(model)
+    return {
+        "model": model,
+        "serving": record.as_dict() if record is not None else _unrecorded(deployment),
+        "pending": pending.as_dict() if pending is not None else None,
+        "pending_reason": board.failing().get(model),
+    }
+
+
+def _unrecorded(deployment: Any) -> dict[str, Any] | None:
+    if deployment is None:
+        return None
+    return {
+        "model": deployment.model,
+        "champion": deployment.champion,
+        "challenger": None,
+        "strategy": "single",
+        "share": 0.0,
+        "generation": 0,
+        "actor": "registry",
+        "reason": "latest version, no recorded deployment",
+    }
+
+
+async def history(model: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The audit trail from PostgreSQL, or why it is not available now."""
+    try:
+        return await DeploymentHistory(app.runtime.sink).history(model), None
+    except SinkError as exc:
+        return None, str(exc)
+
+
+def answer(record: DeploymentRecord) -> aiohttp_web.Response:
+    """The decision and whether it serves on this worker already."""
+    board = app.runtime.deployments
+    serving = board.record(record.model)
+    return json_response(
+        {
+            "deployment": record.as_dict(),
+            "serving_here": serving is not None and serving.generation == record.generation,
+            "pending_reason": board.failing().get(record.model),
+        }
+    )
+
+
+@app.page("/v1/deployments")
+class DeploymentsView(web.View):
+    """Every model's deployment and the newest decisions."""
+
+    @json_errors
+    async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        """200 with ``deployments`` and ``history`` (null with ``history_error`` if down)."""
+        models = app.runtime.deployments.names()
+        events, error = await history(None)
+        return json_response(
+            {"deployments": [state(m) for m in models], "history": events, "history_error": error}
+        )
+
+
+@app.page("/v1/deployments/{model}")
+class DeploymentView(web.View):
+    """One model's deployment; PUT changes it (admin)."""
+
+    @json_errors
+    async def get(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
+        """200, or 404 for a model that is not in the registry."""
+        if model not in app.runtime.deployments.names():
+            return json_error(404, f"no model {model!r}", "model")
+        events, error = await history(model)
+        return json_response({**state(model), "history": events, "history_error": error})
+
+    @json_errors
+    async def put(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
+        """Deploy: ``{champion, challenger?, strategy?, share?, steps?, reason?}``."""
+        refused = refuse_unless_admin(request)
+        if refused is not None:
+            return refused
+        body, error = await read_json(request, 65_536)
+        if error is not None:
+            return error
+        if not isinstance(body, dict):
+            return json_error(422, "must be a JSON object", "$")
+        unknown = sorted(set(body) - _CHANGE_FIELDS)
+        if unknown:
+            return json_error(422, "unknown field", unknown[0][:64])
+        actor = body.pop("actor", None) or "http"
+        try:
+            record = await app.runtime.publisher.deploy(model, body, actor=str(actor)[:200])
+        except ValidationError as exc:
+            status = 404 if exc.field == "model" else 422
+            return json_error(status, exc.message, exc.field)
+        return answer(record)
+
+
+async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aiohttp_web.Response:
+    refused = refuse_unless_admin(request)
+    if refused is not None:
+        return refused
+    body: Any = {}
+    if request.can_read_body:
+        body, error = await read_json(request, 65_536)
+        if error is not None:
+            return error
+    reason = body.get("reason", f"{action} by hand") if isinstance(body, dict) else ""
+    actor = body.get("actor", "http") if isinstance(body, dict) else "http"
+    publisher = app.runtime.publisher
+    decide = publisher.promote if action == "promote" else publisher.rollback
+    try:
+        record = await decide(model, actor=str(actor)[:200], reason=str(reason)[:1000])
+    except ValidationError as exc:
+        status = 409 if exc.field == "challenger" else 404 if exc.field == "model" else 422
+        return json_error(status, exc.message, exc.field)
+    return answer(record)
+
+
+@app.page("/v1/deployments/{model}/promote")
+class PromoteView(web.View):
+    """The challenger becomes the champion (admin)."""
+
+    @json_errors
+    async def post(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
+        """200 with the decision; 409 when there is no challenger."""
+        return await _decide(request, model, "promote")
+
+
+@app.page("/v1/deployments/{model}/rollback")
+class RollbackView(web.View):
+    """The challenger is retired (admin)."""
+
+    @json_errors
+    async def post(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
+        """200 with the decision; 409 when there is no challenger."""
+        return await _decide(request, model, "rollback")
