@@ -27,6 +27,8 @@ AGENT_MODULES = {
     "sink": "phoenix_stream.agents.sink",
     "deployments": "phoenix_stream.agents.deployments",
     "feedback": "phoenix_stream.agents.feedback",
+    "drift": "phoenix_stream.agents.drift",
+    "retrain": "phoenix_stream.agents.retrain",
 }
 COMPONENT_MODULES = (
     "phoenix_stream.web.predict",
@@ -35,6 +37,8 @@ COMPONENT_MODULES = (
     "phoenix_stream.web.deployments",
     "phoenix_stream.web.feedback",
     "phoenix_stream.web.evaluation",
+    "phoenix_stream.web.drift",
+    "phoenix_stream.web.retrain",
     "phoenix_stream.commands",
 )
 
@@ -76,6 +80,9 @@ def create_app(settings: Settings) -> PhoenixApp:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         table_standby_replicas=0,
+        # Windowed tables expire old windows only when the cleanup runs (wall clock): once
+        # per drift window keeps them at expires + 2 windows per key, not 30 s worth.
+        table_cleanup_interval=min(30.0, settings.drift_window_s),
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_max_batch_size=1_048_576,
         producer_max_request_size=4 * 1_048_576,
@@ -128,10 +135,34 @@ deployments_topic = app.topic(
     partitions=1,
     compacting=True,
 )
+# Retrain requests (lifecycle.retraining.RetrainRequest), keyed by model, read raw by the
+# retrain agent. One partition: one worker trains at a time, and a model's requests stay
+# in order. Not compacted: a request not yet read must not be replaced by a later one.
+retrain_topic = app.topic(
+    settings.topic("retrain"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=1,
+)
 # True outcomes, keyed by request_id; read raw by the feedback agent, which dead-letters
 # what it cannot decode (schema: lifecycle.feedback).
 feedback_topic = app.topic(
     settings.topic("feedback"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+# Histogram counts of prediction batches, keyed "model/version": the drift tables'
+# source, co-partitioned with them (same key, same partition count).
+drift_counts_topic = app.topic(
+    settings.topic("drift-counts"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+# Closed windows' drift reports (drift.report.DriftReport), keyed by model.
+drift_topic = app.topic(
+    settings.topic("drift"),
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.topic_partitions,

@@ -206,10 +206,18 @@ async def seed(self: AppCommand, entities: int) -> None:
 @app.command(
     option(
         "--scenario",
-        type=click.Choice(["traffic", "rollout"]),
+        type=click.Choice(["traffic", "rollout", "drift"]),
         default="traffic",
         show_default=True,
-        help="traffic: requests only; rollout: a challenger's shadow, canary and decision.",
+        help="traffic: requests only; rollout: a challenger's shadow, canary and decision; "
+        "drift: a shift, its detection, retraining and healing.",
+    ),
+    option(
+        "--shift",
+        type=click.Choice(["sudden", "gradual"]),
+        default="sudden",
+        show_default=True,
+        help="drift: the shift comes at once or ramps in over 5 windows.",
     ),
     option(
         "--challenger",
@@ -223,7 +231,7 @@ async def seed(self: AppCommand, entities: int) -> None:
         "json_path",
         type=click.Path(path_type=Path),
         default=None,
-        help="rollout: write the result to this JSON file.",
+        help="rollout, drift: write the result to this JSON file.",
     ),
     option(
         "--rate",
@@ -265,6 +273,7 @@ async def seed(self: AppCommand, entities: int) -> None:
 async def simulate(
     self: AppCommand,
     scenario: str,
+    shift: str,
     challenger: str,
     json_path: Path | None,
     rate: float | None,
@@ -276,6 +285,23 @@ async def simulate(
     random_seed: int,
 ) -> None:
     """Produce realistic requests at a steady rate, or run a whole scenario (--scenario)."""
+    if scenario == "drift":
+        from phoenix_stream.tools.scenarios import drift as drift_scenario
+
+        drift_config = drift_scenario.DriftConfig(
+            shift=cast(Any, shift),
+            rate=rate or 400.0,
+            entities=entities or 20_000,
+            seed=random_seed,
+        )
+        outcome = await drift_scenario.run_scenario(settings, drift_config)
+        click.echo(drift_scenario.format_result(outcome))
+        click.echo(f"targets: {outcome['targets']}")
+        if json_path is not None:
+            await asyncio.to_thread(json_path.write_text, json.dumps(outcome, indent=2) + "\n")
+        if not all(outcome["targets"].values()):
+            raise SystemExit(1)
+        return
     if scenario == "rollout":
         from phoenix_stream.tools.scenarios.rollout import (
             RolloutConfig,
@@ -424,3 +450,35 @@ async def rollback(self: AppCommand, model: str, reason: str) -> None:
 
     body = {"reason": reason, "actor": "cli"}
     _print_decision(await call(settings, "POST", f"/v1/deployments/{model}/rollback", body))
+
+
+@app.command(
+    argument("model"),
+    option("--reason", default="retrain requested by hand", help="Why: kept in the manifest."),
+    base=ProjectCommand,
+)
+async def retrain(self: AppCommand, model: str, reason: str) -> None:
+    """Ask for a new MODEL version trained on recent feedback, shadowed (admin API)."""
+    from phoenix_stream.lifecycle.admin_client import call
+
+    body = {"reason": reason, "actor": "cli"}
+    answer = await call(settings, "POST", f"/v1/models/{model}/retrain", body)
+    request = answer["request"]
+    click.echo(f"{model}: retrain requested ({request['reason']}) on {answer['topic']}")
+
+
+@app.command(
+    argument("model"),
+    option(
+        "--limit",
+        type=click.IntRange(1, 1000),
+        default=20,
+        help="How many of the latest windows to show.",
+    ),
+    base=ProjectCommand,
+)
+async def drift(self: AppCommand, model: str, limit: int) -> None:
+    """Show MODEL's latest drift reports: per window and feature, KS D, p, drifted."""
+    from phoenix_stream.drift.console import fetch_reports, render_reports
+
+    click.echo(render_reports(model, await fetch_reports(settings, model, limit)))

@@ -200,6 +200,51 @@ MODEL_POSITIVE_RATE = Gauge(
     registry=REGISTRY,
 )
 
+_DRIFT_LABELS = ["model", "version", "feature"]  # feature "__score__": the model's score
+DRIFT_STATISTIC = Gauge(
+    "phoenix_drift_statistic",
+    "KS statistic D of a feature in the last closed window against the reference (0..1).",
+    _DRIFT_LABELS,
+    registry=REGISTRY,
+)
+DRIFT_P_VALUE = Gauge(
+    "phoenix_drift_p_value",
+    "KS p-value of a feature in the last closed window, before multiple-testing correction.",
+    _DRIFT_LABELS,
+    registry=REGISTRY,
+)
+DRIFT_DRIFTED = Gauge(
+    "phoenix_drift_drifted",
+    "1 when a feature drifted in the last closed window (corrected p and effect floor).",
+    _DRIFT_LABELS,
+    registry=REGISTRY,
+)
+DRIFT_ALARMS = Counter(
+    "phoenix_drift_alarms_total",
+    "Drift windows that raised an alarm (drift persisted over consecutive windows).",
+    ["model"],
+    registry=REGISTRY,
+)
+DRIFT_WINDOWS = Counter(
+    "phoenix_drift_windows_total",
+    "Closed drift windows reported, by verdict (drift, no_drift, insufficient).",
+    ["model", "verdict"],
+    registry=REGISTRY,
+)
+
+RETRAIN_JOBS = Counter(
+    "phoenix_retrain_jobs_total",
+    "Retrain jobs by model and outcome (deployed, duplicate, too_little_data, failed).",
+    ["model", "outcome"],
+    registry=REGISTRY,
+)
+RETRAIN_SECONDS = Histogram(
+    "phoenix_retrain_seconds",
+    "Duration of retrain jobs that ran (read, train, register, deploy), seconds.",
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type."""

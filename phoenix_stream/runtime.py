@@ -16,10 +16,13 @@ from typing import Any
 import faust
 from mode import Service
 
+from phoenix_stream.drift.monitor import DriftRule
+from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import DeliveryTimeout
 from phoenix_stream.features.store import FeatureStore
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.publisher import DeploymentPublisher
+from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules
 from phoenix_stream.lifecycle.rollout import RolloutController, RolloutRules
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.requests import ParsedRequest
@@ -31,6 +34,7 @@ from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
 from phoenix_stream.storage.feedback import FeedbackStore
 from phoenix_stream.storage.sink import PredictionSink
+from phoenix_stream.storage.training_data import TrainingData
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.failure_policy import FailurePolicy
 from phoenix_stream.streaming.request_pipeline import (
@@ -108,6 +112,19 @@ class Runtime(Service):
             self.publisher,
             self.feedback,
             RolloutRules(step_labels=settings.canary_step_labels),
+        )
+        # Retraining, called by the retrain agent: trains off the loop, deploys a shadow.
+        self.retrain = RetrainJob(
+            TrainingData(self.sink),
+            self.deployments.get,
+            self.publisher,
+            settings.models_dir,
+            RetrainRules.from_settings(settings),
+        )
+        # What drift is measured against: each served version's reference (drift agents).
+        self.drift_references = DriftReferences(
+            self.models,
+            DriftRule(min_window=settings.drift_min_window, persistence=settings.drift_persistence),
         )
         self.http = Coalescer(
             self._score_http,

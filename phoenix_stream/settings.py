@@ -21,7 +21,7 @@ Strategy = Literal["single", "ab", "canary", "shadow"]
 EntityPolicy = Literal["defaults", "dead-letter"]
 STRATEGIES: tuple[Strategy, ...] = ("single", "ab", "canary", "shadow")
 ENTITY_POLICIES: tuple[EntityPolicy, ...] = ("defaults", "dead-letter")
-AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "feedback")
+AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "drift", "retrain", "feedback")
 
 # Field name -> environment variable. The only place variable names are spelled.
 ENV: dict[str, str] = {
@@ -70,6 +70,13 @@ ENV: dict[str, str] = {
     "auto_promote": "PHOENIX_AUTO_PROMOTE",
     "rollout_interval_s": "PHOENIX_ROLLOUT_INTERVAL_S",
     "canary_step_labels": "PHOENIX_CANARY_STEP_LABELS",
+    "retrain_window_s": "PHOENIX_RETRAIN_WINDOW_S",
+    "drift_window_s": "PHOENIX_DRIFT_WINDOW_S",
+    "drift_min_window": "PHOENIX_DRIFT_MIN_WINDOW",
+    "drift_persistence": "PHOENIX_DRIFT_PERSISTENCE",
+    "auto_retrain": "PHOENIX_AUTO_RETRAIN",
+    "retrain_min_rows": "PHOENIX_RETRAIN_MIN_ROWS",
+    "retrain_max_rows": "PHOENIX_RETRAIN_MAX_ROWS",
 }
 
 
@@ -131,6 +138,19 @@ class Settings:
     auto_promote: bool = False
     rollout_interval_s: float = 5.0  # how often the controller looks, seconds
     canary_step_labels: int = 200  # labelled challenger requests before the next step
+    # Retraining trains on the labelled predictions received in the last retrain_window_s
+    # seconds: at least retrain_min_rows rows (else the job fails), the newest
+    # retrain_max_rows at most.
+    retrain_window_s: float = 600.0
+    # Drift: tumbling windows of drift_window_s seconds per model version; a window of at
+    # least drift_min_window predictions is tested; drift_persistence drifted windows in a
+    # row raise the alarm, which asks for a retraining when auto_retrain is on.
+    drift_window_s: float = 60.0
+    drift_min_window: int = 500
+    drift_persistence: int = 2
+    auto_retrain: bool = False
+    retrain_min_rows: int = 2000
+    retrain_max_rows: int = 50_000
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -184,6 +204,18 @@ class Settings:
             "dead_letter_max_bytes",
             "between 1024 and 524288 (base64 grows it by a third; brokers take 1 MiB)",
         )
+        _check(self.retrain_window_s > 0, "retrain_window_s", "a positive number")
+        _check(
+            self.retrain_min_rows >= 1000,
+            "retrain_min_rows",
+            "at least 1000 (a 500-row reference sample comes from the training rows)",
+        )
+        _check(
+            self.retrain_min_rows <= self.retrain_max_rows <= 1_000_000,
+            "retrain_max_rows",
+            "between PHOENIX_RETRAIN_MIN_ROWS and 1000000",
+        )
+        _check(self.drift_min_window >= 0, "drift_min_window", "zero or more")
         _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
         _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")
         _check(

@@ -100,6 +100,26 @@ PANELS: list[tuple[str, list[str], str]] = [
         ["histogram_quantile(0.5, sum by (le) (rate(phoenix_batch_requests_bucket[1m])))"],
         "short",
     ),
+    (
+        "Drift: KS statistic D per feature, last closed window (__score__: the score)",
+        ["max by (model, version, feature) (phoenix_drift_statistic)"],
+        "short",
+    ),
+    (
+        "Drift: features drifted in the last closed window",
+        ["sum by (model, version) (max by (model, version, feature) (phoenix_drift_drifted))"],
+        "short",
+    ),
+    (
+        "Drift alarms per hour",
+        ["sum by (model) (increase(phoenix_drift_alarms_total[1h]))"],
+        "short",
+    ),
+    (
+        "Drift windows per hour by verdict",
+        ["sum by (model, verdict) (increase(phoenix_drift_windows_total[1h]))"],
+        "short",
+    ),
 ]
 
 

@@ -15,11 +15,19 @@ class InRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float = 0.0  # the record's Kafka timestamp, seconds since epoch
 
     @classmethod
     def of(cls, message: Any) -> InRecord:
         """The record of a Faust ``Message`` (raw key and value bytes)."""
-        return cls(message.topic, message.partition, message.offset, message.key, message.value)
+        return cls(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            float(getattr(message, "timestamp", None) or 0.0),
+        )
 
 
 @dataclass(frozen=True, slots=True)

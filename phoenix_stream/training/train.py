@@ -59,7 +59,7 @@ DEMO_MODEL_NAME = "credit-risk"
 DEMO_VERSIONS: dict[str, ModelKind] = {"1": "hist_gradient_boosting", "2": "logistic_regression"}
 INPUT_NAME = "input"
 PARITY_TOLERANCE = 1e-4  # max |p_onnx - p_sklearn| allowed on held-out rows
-REFERENCE_SIZE = 500  # training rows kept per feature in the manifest, for drift tests
+REFERENCE_SIZE = 5000  # training rows kept per feature in the manifest: the drift reference
 # Opsets every onnxruntime >= 1.18 runs; ai.onnx.ml 3 keeps TreeEnsembleClassifier.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 

@@ -16,6 +16,9 @@ def test_registered_agents_topics_and_routes() -> None:
         "phoenix.sink",
         "phoenix.feedback",
         "phoenix.deployments",
+        "phoenix.drift-collector",
+        "phoenix.drift-windows",
+        "phoenix.retrain",
     }
     routes = {route for route, _ in _routes()}
     assert {
@@ -31,6 +34,8 @@ def test_registered_agents_topics_and_routes() -> None:
         "/v1/deployments/{model}",
         "/v1/deployments/{model}/promote",
         "/v1/deployments/{model}/rollback",
+        "/v1/models/{model}/retrain",
+        "/v1/drift/{model}",
     } <= routes
     subscribed = {agent.name: set(agent.channel.topics) for agent in app.agents.values()}
     assert subscribed == {
@@ -38,7 +43,19 @@ def test_registered_agents_topics_and_routes() -> None:
         "phoenix.sink": {settings.topic("predictions"), settings.topic("shadow-predictions")},
         "phoenix.feedback": {settings.topic("feedback")},
         "phoenix.deployments": {settings.topic("deployments")},
+        "phoenix.drift-collector": {settings.topic("predictions")},
+        "phoenix.drift-windows": {settings.topic("drift-counts")},
+        "phoenix.retrain": {settings.topic("retrain")},
     }
+    assert set(app.tables) == {"drift-windows", "drift-monitors"}
+
+
+def test_retrain_topic_is_raw_and_keyed_by_model() -> None:
+    from phoenix_stream.app import retrain_topic
+
+    assert retrain_topic.get_topic_name() == settings.topic("retrain")
+    assert (retrain_topic.key_serializer, retrain_topic.value_serializer) == ("raw", "raw")
+    assert retrain_topic.partitions == 1 and not retrain_topic.compacting
 
 
 def _routes() -> list[tuple[str, object]]:
@@ -62,6 +79,8 @@ def test_project_commands_are_on_the_cli() -> None:
         "seed",
         "train",
         "registry",
+        "retrain",
+        "drift",
     ):
         assert f"  {command}" in out, out
 

@@ -132,7 +132,7 @@ async def _drive(
 ) -> dict[str, Any]:
     """The operator's part, then waiting for the controller's decision."""
     admin = workers[0].base_url
-    champion = await _put(admin, {"champion": CHAMPION, "reason": "scenario start"})
+    champion = await put_deployment(admin, {"champion": CHAMPION, "reason": "scenario start"})
     await _until_everywhere(seen, champion, len(workers))
     await asyncio.sleep(3.0)  # traffic with the champion alone first
     shadow_change = {
@@ -142,12 +142,14 @@ async def _drive(
         "steps": list(config.steps),
         "reason": f"try the {config.challenger} challenger",
     }
-    shadow = await _put(admin, shadow_change)
+    shadow = await put_deployment(admin, shadow_change)
     started = time.monotonic()
     shadow_at = float(shadow["decided_at"])
     await asyncio.sleep(2.0)
     # An operator re-applies the same deployment under load: the rollout must go on.
-    reapplied = await _put(workers[-1].base_url, {**shadow_change, "reason": "re-applied"})
+    reapplied = await put_deployment(
+        workers[-1].base_url, {**shadow_change, "reason": "re-applied"}
+    )
     decision = await _wait_decision(seen, int(reapplied["generation"]), config.timeout_s)
     seconds_to_decision = time.monotonic() - started
     stop.set()
@@ -155,7 +157,8 @@ async def _drive(
     return _result(config, seen, decision, shadow_at, seconds_to_decision, len(workers))
 
 
-async def _put(base_url: str, change: dict[str, Any]) -> dict[str, Any]:
+async def put_deployment(base_url: str, change: dict[str, Any]) -> dict[str, Any]:
+    """Deploy ``change`` of the scenario's model through a worker's admin API."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,

@@ -23,14 +23,13 @@ from onnx import TensorProto, helper, numpy_helper
 from phoenix_stream.exceptions import ModelLoadError
 from phoenix_stream.serving import registration
 from phoenix_stream.serving.registration import (
-    MIN_REFERENCE_ROWS,
     RegistrationError,
     register_version,
     validate_version,
 )
 from phoenix_stream.serving.registry import MANIFEST_FILE, MODEL_FILE, Manifest, ModelRegistry
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
-from phoenix_stream.training.train import DEMO_MODEL_NAME, REFERENCE_SIZE, ensure_demo_models
+from phoenix_stream.training.train import DEMO_MODEL_NAME, ensure_demo_models
 
 NAME = DEMO_MODEL_NAME
 F = len(FEATURE_NAMES)
@@ -130,10 +129,6 @@ def tiny_onnx(
     model.ir_version = 8  # every onnxruntime >= 1.18 reads it
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
-
-
-def test_min_reference_rows_is_what_the_demo_models_ship() -> None:
-    assert MIN_REFERENCE_ROWS == REFERENCE_SIZE
 
 
 def test_a_good_folder_registers_and_serves(

@@ -13,6 +13,7 @@ from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegist
 from phoenix_stream.training.datagen import FEATURE_NAMES, PROFILE_FEATURES, make_dataset
 from phoenix_stream.training.train import (
     DEMO_MODEL_NAME,
+    REFERENCE_SIZE,
     ensure_demo_models,
     train_demo_models,
     train_version,
@@ -82,7 +83,9 @@ def test_manifest_describes_the_model(trained: Path) -> None:
     assert m.onnx_parity_max_abs_diff < 1e-4
     assert m.output.meaning == "probability of default" and m.output.positive_label == 1
     assert set(m.reference) == set(FEATURE_NAMES)
-    assert {len(v) for v in m.reference.values()} == {500}
+    # The reference is REFERENCE_SIZE training rows, or every training row when fewer.
+    train_rows = int(m.metrics["n_train"])
+    assert {len(v) for v in m.reference.values()} == {min(REFERENCE_SIZE, train_rows)}
     assert m.training["seed"] == 3 and m.training["n_rows"] == ROWS
     # Defaults are training medians: close to the medians of fresh data.
     X, _ = make_dataset(ROWS, seed=3)

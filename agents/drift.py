@@ -1,0 +1,187 @@
+"""Drift agents: served predictions into windowed histograms, closed windows into reports.
+
+``drift-collector`` bins each batch of served champion predictions per model version and
+sends one counts record per version to ``drift-counts`` (keyed ``model/version``).
+``drift-windows`` adds the counts into the tumbling ``drift_windows`` table, one event at a
+time (Faust writes a table only inside the event's own iteration), and when an event's
+window is later than the one being filled, closes that one: the monitor tests it, and the
+report goes to the ``drift`` topic, PostgreSQL and Prometheus; an alarm asks for one
+retraining (``retrain`` topic, deduplicated by its trigger id) when
+``PHOENIX_AUTO_RETRAIN`` is on. Both run under the one failure policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from phoenix_stream.app import (
+    app,
+    drift_counts_topic,
+    drift_topic,
+    predictions_topic,
+    settings,
+)
+from phoenix_stream.drift.counts import count_predictions, decode_counts
+from phoenix_stream.drift.metrics_export import DriftMetrics
+from phoenix_stream.drift.monitor import DriftMonitor
+from phoenix_stream.drift.report import DriftReport
+from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.lifecycle.retraining import RetrainRequest
+from phoenix_stream.messages.requests import load_json
+from phoenix_stream.storage.drift import DriftStore
+from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.records import InRecord, OutRecord
+from phoenix_stream.tables.drift import drift_monitors, drift_windows
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = settings.drift_window_s
+
+
+@app.agent(predictions_topic, name="phoenix.drift-collector")
+async def drift_collector(stream: Any) -> None:
+    """Bin served champion predictions per version; one counts record per version a batch."""
+    runtime = app.runtime
+    references = runtime.drift_references
+
+    async def handle(records: Sequence[InRecord]) -> None:
+        predictions: list[dict[str, Any]] = []
+        for record in records:
+            try:
+                value = load_json(record.value or b"")
+            except ValueError:
+                continue  # the sink dead-letters what is not a prediction
+            if isinstance(value, dict):
+                predictions.append(value)
+        keys = {(str(p.get("model")), str(p.get("version"))) for p in predictions}
+        await references.prepare(keys)
+        batches = count_predictions(predictions, references)
+        topic = settings.topic("drift-counts")
+        await runtime.emitter.emit(
+            [OutRecord(topic, batch.key.encode(), batch.encode()) for batch in batches]
+        )
+
+    await run_batches(
+        stream,
+        handle,
+        runtime.failure_policy("drift-collector"),
+        take=settings.take_max,
+        within_s=settings.take_within_ms / 1000.0,
+    )
+
+
+@app.agent(drift_counts_topic, name="phoenix.drift-windows")
+async def drift_window_agent(stream: Any) -> None:
+    """Add counts into the current window; close the previous window when time moves on."""
+    # Created here with the tables' partition count before the consumer subscribes:
+    # otherwise the broker creates them with its own default (4 on Tansu, 1 on Kafka),
+    # and every table write fails with PartitionsMismatch against the 2-or-N changelog.
+    for topic in (drift_counts_topic, drift_topic):
+        await topic.maybe_declare()
+    runtime = app.runtime
+    store = DriftStore(runtime.sink)
+    exported = DriftMetrics()
+    policy = runtime.failure_policy("drift-windows")
+
+    async def handle(records: Sequence[InRecord]) -> None:
+        for record in records:
+            try:
+                batch = decode_counts(record.value)
+            except ValidationError as exc:
+                dead = runtime.dead_letters.record(
+                    record, "invalid_drift_counts", str(exc), field=exc.field
+                )
+                await runtime.emitter.emit([dead])
+                continue
+            await _add(batch.key, batch.model, batch.version, batch.counts, record)
+
+    async def _add(
+        key: str, model: str, version: str, counts: np.ndarray, record: InRecord
+    ) -> None:
+        now = record.timestamp or time.time()
+        start = now - now % WINDOW_S
+        state: dict[str, Any] = dict(drift_monitors[key])
+        open_start = state.get("open_start")
+        if isinstance(open_start, int | float) and start > open_start:
+            await _close(key, model, version, float(open_start), now, state)
+        if not isinstance(open_start, int | float) or start > open_start:
+            state["open_start"] = start
+        window = dict(drift_windows[key].current())
+        previous = window.get("counts")
+        total = counts if previous is None else np.asarray(previous, np.int64) + counts
+        drift_windows[key] = {"counts": total.tolist(), "n": int(window.get("n", 0)) + 1}
+        drift_monitors[key] = state  # reassigned: a mutated value would miss the changelog
+
+    async def _close(
+        key: str, model: str, version: str, start: float, now: float, state: dict[str, Any]
+    ) -> None:
+        await runtime.drift_references.prepare([(model, version)])
+        bins = runtime.drift_references.bins(model, version)
+        if bins is None:
+            log.warning(
+                "drift: %s/%s cannot be loaded; window %s not tested", model, version, start
+            )
+            return
+        # The value of the window holding ``start`` (its middle, to stay clear of the edges).
+        closed = dict(drift_windows[key].delta(now - (start + WINDOW_S / 2)))
+        counts = np.asarray(closed.get("counts") or np.zeros_like(bins.reference_counts))
+        saved = state.get("monitor")
+        rule = runtime.drift_references.rule
+        monitor = (
+            DriftMonitor.from_state(saved, bins, rule)
+            if isinstance(saved, dict)
+            else DriftMonitor(model, version, bins, rule)
+        )
+        if monitor.already_closed(start):
+            return  # a replay after a restart: this window was judged already
+        report = monitor.close_window(counts, start, start + WINDOW_S)
+        await _publish(report)
+        state["monitor"] = monitor.state()
+
+    async def _publish(report: DriftReport) -> None:
+        # Only the newly stored: a window closed again (a replay after a crash, a second
+        # owner) is not counted twice (DriftMetrics' contract).
+        exported.publish(await store.record([report]))
+        out = [OutRecord(settings.topic("drift"), report.model.encode(), report.encode())]
+        if report.alarm:
+            log.warning(
+                "drift alarm %s: %s drifted in %d windows in a row",
+                report.trigger_id,
+                ", ".join(report.drifted_features()),
+                report.consecutive,
+            )
+            if settings.auto_retrain:
+                request = RetrainRequest(
+                    model=report.model,
+                    reason=f"drift alarm: {', '.join(report.drifted_features())}",
+                    requested_at=time.time(),
+                    actor="drift-monitor",
+                    trigger_id=report.trigger_id,
+                    report=_summary(report),
+                )
+                out.append(
+                    OutRecord(settings.topic("retrain"), report.model.encode(), request.encode())
+                )
+        await runtime.emitter.emit(out)
+
+    async for event in stream.events():  # one at a time: table writes need the event
+        await policy.run([InRecord.of(event.message)], handle)
+
+
+def _summary(report: DriftReport) -> dict[str, Any]:
+    """A drift report small enough to travel in a retrain request."""
+    return {
+        "model": report.model,
+        "version": report.version,
+        "window_start": report.window_start,
+        "window_end": report.window_end,
+        "n": report.n,
+        "consecutive": report.consecutive,
+        "drifted": report.drifted_features(),
+        "trigger_id": report.trigger_id,
+    }

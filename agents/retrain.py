@@ -1,0 +1,40 @@
+"""Retrain agent: each retrain request (a drift alarm, or by hand) runs the retraining job.
+
+The job trains off the event loop, one at a time per model, skips a trigger it has seen,
+registers the new version and deploys it as a shadow; the rollout controller decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from phoenix_stream.app import app, retrain_topic
+from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.lifecycle.retraining import decode_request
+from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.records import InRecord
+
+log = logging.getLogger(__name__)
+
+
+@app.agent(retrain_topic, name="phoenix.retrain")
+async def retrain(stream: Any) -> None:
+    """Run one retraining per request, in order."""
+    runtime = app.runtime
+
+    async def handle(records: Sequence[InRecord]) -> None:
+        for record in records:
+            try:
+                request = decode_request(record.value)
+            except ValidationError as exc:
+                dead = runtime.dead_letters.record(
+                    record, "invalid_retrain", str(exc), field=exc.field
+                )
+                await runtime.emitter.emit([dead])
+                continue
+            outcome = await runtime.retrain.run(request)
+            log.info("retrain %s: %s", request.model, outcome.as_dict())
+
+    await run_batches(stream, handle, runtime.failure_policy("retrain"), take=10, within_s=0.5)

@@ -1,0 +1,537 @@
+"""Retraining: a new version from recent labelled predictions, registered and shadowed.
+
+A ``RetrainRequest`` (on the ``retrain`` topic, keyed by model; from the drift detector,
+``POST /v1/models/{model}/retrain`` or ``phoenix-stream retrain``) asks for one job.
+``RetrainJob.run`` then, one job at a time per model:
+
+1. skips a request whose ``trigger_id`` was seen recently or already produced a
+   registered version (its manifest records the trigger): one job per trigger;
+2. reads the labelled predictions of the last ``window_s`` seconds (at least
+   ``min_rows``, at most ``max_rows``, features in the champion's manifest order);
+3. trains gradient boosting off the event loop into a temporary folder (ONNX, manifest,
+   a new reference sample from the training rows) and records in the manifest's
+   ``training`` why the version exists (reason, trigger, report, data range);
+4. registers it as the next numeric version (validated by ``register_version``);
+5. deploys it as the champion's shadow challenger with the evidence; the rollout
+   controller then ramps it, promotes or rolls it back.
+
+Every step is logged; every job is counted in ``phoenix_retrain_jobs_total`` by outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import orjson
+
+from phoenix_stream import metrics
+from phoenix_stream.exceptions import PhoenixError, ValidationError
+from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.messages.requests import SENT_AT_RANGE, load_json, shorten
+from phoenix_stream.serving.registration import RegistrationError, register_version
+from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry, is_identifier
+from phoenix_stream.serving.router import Deployment
+from phoenix_stream.settings import Settings
+from phoenix_stream.storage.training_data import TrainingRows
+
+__all__ = [
+    "ACTOR",
+    "MAX_REPORT_BYTES",
+    "Outcome",
+    "RetrainJob",
+    "RetrainOutcome",
+    "RetrainRequest",
+    "RetrainRules",
+    "TrainSpec",
+    "decode_request",
+    "parse_request",
+]
+
+log = logging.getLogger(__name__)
+
+ACTOR = "retrain"  # who the deployments of retrained versions are decided by
+KIND: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
+MAX_TEXT = 1000  # characters of a reason
+MAX_ID = 200  # characters of a trigger_id or an actor
+MAX_REPORT_BYTES = 8192  # a report's JSON; it travels on into the deployment's evidence
+MAX_REQUEST_BYTES = 16_384
+RECENT_TRIGGERS = 1000  # trigger ids remembered per job object, for dedup
+_REGISTER_ATTEMPTS = 3  # next version numbers tried when another registration took one
+
+Outcome = Literal["deployed", "duplicate", "too_little_data", "failed"]
+OUTCOMES: tuple[Outcome, ...] = ("deployed", "duplicate", "too_little_data", "failed")
+
+_REQUIRED = ("model", "reason", "requested_at", "actor")
+_FIELDS = frozenset({*_REQUIRED, "trigger_id", "report"})
+
+
+# ------------------------------------------------------------------------------- request
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainRequest:
+    """Ask for one retraining of ``model``; ``requested_at`` in epoch seconds.
+
+    ``trigger_id`` (None: never deduplicated) identifies the cause, such as one drift
+    alarm; ``report`` is the evidence behind it (the drift report), JSON of at most
+    MAX_REPORT_BYTES.
+    """
+
+    model: str
+    reason: str
+    requested_at: float
+    actor: str
+    trigger_id: str | None = None
+    report: Mapping[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types: the wire and API shape."""
+        return {
+            "model": self.model,
+            "reason": self.reason,
+            "trigger_id": self.trigger_id,
+            "report": None if self.report is None else dict(self.report),
+            "requested_at": self.requested_at,
+            "actor": self.actor,
+        }
+
+    def encode(self) -> bytes:
+        """JSON bytes for the ``retrain`` topic (key: the model)."""
+        return orjson.dumps(self.as_dict())
+
+
+def decode_request(raw: bytes | None) -> RetrainRequest:
+    """A request from the topic's bytes; ValidationError naming the field when invalid."""
+    if raw is None:
+        raise ValidationError("$", "record has no value")
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ValidationError("$", f"is {len(raw)} bytes, over the limit of {MAX_REQUEST_BYTES}")
+    try:
+        data = load_json(raw)
+    except ValueError as exc:
+        raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
+    return parse_request(data)
+
+
+def parse_request(data: Any) -> RetrainRequest:
+    """Validate a decoded request (a JSON object); ValidationError naming the field."""
+    if not isinstance(data, dict):
+        raise ValidationError("$", "a retrain request must be a JSON object")
+    unknown = sorted(str(key) for key in data.keys() - _FIELDS)
+    if unknown:
+        raise ValidationError(shorten(unknown[0]), "unknown field")
+    for key in _REQUIRED:
+        if key not in data:
+            raise ValidationError(key, "is required")
+    model = data["model"]
+    if not isinstance(model, str) or not is_identifier(model):
+        raise ValidationError("model", "must be a model name (letters, digits, ._-, at most 128)")
+    trigger_id = data.get("trigger_id")
+    if trigger_id is not None:
+        trigger_id = _text(trigger_id, "trigger_id", MAX_ID)
+    report = data.get("report")
+    if report is not None:
+        if not isinstance(report, dict):
+            raise ValidationError("report", "must be an object or null")
+        try:
+            encoded = orjson.dumps(report)
+        except orjson.JSONEncodeError as exc:  # NaN is fine (null); a huge int is not
+            raise ValidationError("report", f"is not JSON: {exc}") from exc
+        if len(encoded) > MAX_REPORT_BYTES or b"\\u0000" in encoded:
+            raise ValidationError("report", f"must be at most {MAX_REPORT_BYTES} bytes, no NUL")
+        report = orjson.loads(encoded)  # plain JSON from here on (NaN became null)
+    requested_at = data["requested_at"]
+    low, high = SENT_AT_RANGE
+    if (
+        isinstance(requested_at, bool)
+        or not isinstance(requested_at, int | float)
+        or not (math.isfinite(requested_at) and low <= requested_at <= high)
+    ):
+        raise ValidationError(
+            "requested_at", f"must be epoch seconds between {low:.0f} and {high:.0f}"
+        )
+    return RetrainRequest(
+        model=model,
+        reason=_text(data["reason"], "reason", MAX_TEXT),
+        requested_at=float(requested_at),
+        actor=_text(data["actor"], "actor", MAX_ID),
+        trigger_id=trigger_id,
+        report=report,
+    )
+
+
+def _text(value: Any, field: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, "must be a non-empty string")
+    if len(value) > limit or "\x00" in value:
+        raise ValidationError(field, f"must be at most {limit} characters, no NUL")
+    return value
+
+
+# ------------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainRules:
+    """The data window: last ``window_s`` seconds, ``min_rows`` to ``max_rows`` labelled rows."""
+
+    window_s: float = 600.0
+    min_rows: int = 2000
+    max_rows: int = 50_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrainRules:
+        """PHOENIX_RETRAIN_WINDOW_S, _MIN_ROWS and _MAX_ROWS."""
+        return cls(settings.retrain_window_s, settings.retrain_min_rows, settings.retrain_max_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOutcome:
+    """What one job did; times in epoch seconds, ``seconds`` its duration."""
+
+    model: str
+    outcome: Outcome
+    reason: str  # why, in words: the failure, the duplicate, or what was deployed
+    trigger_id: str | None = None
+    version: str | None = None  # the version registered (or that a duplicate produced)
+    champion: str | None = None
+    rows: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    seconds: float = 0.0
+    generation: int | None = None  # of the shadow deployment
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSpec:
+    """One training run: write ``<folder>/<name>/<version>`` from X float32 (n, F), y (n,)."""
+
+    folder: Path
+    name: str
+    version: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    profile_features: tuple[str, ...]
+    threshold: float
+    seed: int
+
+
+Trainer = Callable[[TrainSpec], Manifest]
+
+
+def train_gradient_boosting(spec: TrainSpec) -> Manifest:
+    """The default trainer: ``training.train.train_version`` (gradient boosting), 1 thread.
+
+    Blocking (seconds); run it in a thread. One OpenMP thread, so serving keeps a core.
+    """
+    # Imported here: scikit-learn and skl2onnx load only in a worker that trains.
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,unused-ignore]
+
+    from phoenix_stream.training.train import train_version
+
+    with threadpool_limits(limits=1):
+        return train_version(
+            spec.folder,
+            spec.name,
+            spec.version,
+            spec.X,
+            spec.y,
+            KIND,
+            spec.seed,
+            feature_names=spec.feature_names,
+            profile_features=spec.profile_features,
+            threshold=spec.threshold,
+        )
+
+
+class RowSource(Protocol):
+    """Labelled rows (``storage.training_data.TrainingData``)."""
+
+    async def fetch(
+        self, model: str, feature_names: Sequence[str], *, since: float, until: float, limit: int
+    ) -> TrainingRows: ...
+
+
+class Deployer(Protocol):
+    """Deploys a decision (``lifecycle.publisher.DeploymentPublisher``)."""
+
+    async def deploy(
+        self, model: str, change: Mapping[str, Any], *, actor: str
+    ) -> DeploymentRecord: ...
+
+
+class _Failed(Exception):
+    """Ends a job early with an outcome (internal)."""
+
+    def __init__(self, outcome: Outcome, reason: str, **facts: Any) -> None:
+        super().__init__(reason)
+        self.outcome: Outcome = outcome
+        self.reason = reason
+        self.facts = facts
+
+
+class RetrainJob:
+    """Runs retrain requests: one at a time per model, once per trigger."""
+
+    def __init__(
+        self,
+        rows: RowSource,
+        deployment_of: Callable[[str], Deployment | None],
+        deployer: Deployer,
+        models_dir: Path,
+        rules: RetrainRules = RetrainRules(),
+        *,
+        trainer: Trainer = train_gradient_boosting,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._rows = rows
+        self._deployment_of = deployment_of
+        self._deployer = deployer
+        self._registry = ModelRegistry(models_dir)  # listing only; nothing is loaded
+        self.rules = rules
+        self._trainer = trainer
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    async def run(self, request: RetrainRequest) -> RetrainOutcome:
+        """Retrain ``request.model`` and deploy the result as a shadow; never raises for
+        an expected failure (it is the outcome), only for a bug."""
+        started = time.monotonic()
+        model, trigger = request.model, request.trigger_id
+        key = None if trigger is None else (model, trigger)
+        if key is not None and key in self._recent:
+            return self._finish(
+                RetrainOutcome(model, "duplicate", "trigger seen recently", trigger), None
+            )
+        if not self._registry.versions(model):
+            # Checked before a lock exists for it: bad names cannot grow the lock table.
+            return self._finish(
+                RetrainOutcome(model, "failed", f"no model {model!r} in the registry", trigger),
+                started,
+            )
+        if key is not None:
+            self._remember(key)
+        lock = self._locks.setdefault(model, asyncio.Lock())
+        log.info(
+            "retrain %s requested by %s (trigger %s): %s",
+            model, request.actor, trigger, shorten(request.reason, 200),
+        )  # fmt: skip
+        try:
+            async with lock:
+                outcome = await self._run_locked(request)
+        except _Failed as failed:
+            outcome = RetrainOutcome(model, failed.outcome, failed.reason, trigger, **failed.facts)
+        except (PhoenixError, ValueError) as exc:  # outages, refusals, bad data
+            outcome = RetrainOutcome(model, "failed", f"{type(exc).__name__}: {exc}", trigger)
+        except Exception:
+            metrics.RETRAIN_JOBS.labels(model=model, outcome="failed").inc()
+            raise
+        if outcome.outcome == "duplicate":
+            return self._finish(outcome, None)
+        return self._finish(outcome, started)
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._recent[key] = None
+        while len(self._recent) > RECENT_TRIGGERS:
+            self._recent.popitem(last=False)
+
+    def _finish(self, outcome: RetrainOutcome, started: float | None) -> RetrainOutcome:
+        if started is not None:
+            seconds = time.monotonic() - started
+            metrics.RETRAIN_SECONDS.observe(seconds)
+            outcome = dataclasses.replace(outcome, seconds=seconds)
+        metrics.RETRAIN_JOBS.labels(model=outcome.model, outcome=outcome.outcome).inc()
+        level = logging.INFO if outcome.outcome in ("deployed", "duplicate") else logging.WARNING
+        log.log(level, "retrain %s: %s: %s", outcome.model, outcome.outcome, outcome.reason)
+        return outcome
+
+    async def _run_locked(self, request: RetrainRequest) -> RetrainOutcome:
+        model, trigger = request.model, request.trigger_id
+        if trigger is not None:
+            done = await asyncio.to_thread(self._version_of_trigger, model, trigger)
+            if done is not None:
+                raise _Failed("duplicate", f"trigger already produced version {done}", version=done)
+        deployment = self._deployment_of(model)
+        if deployment is None:
+            raise _Failed("failed", f"{model} has no champion to retrain")
+        champion = await asyncio.to_thread(self._manifest, model, deployment.champion)
+
+        until = self._clock()
+        since = until - self.rules.window_s
+        rows = await self._rows.fetch(
+            model, champion.feature_names, since=since, until=until, limit=self.rules.max_rows
+        )
+        n = len(rows.y)
+        log.info(
+            "retrain %s: %d labelled rows received in the last %.0f s", model, n, until - since
+        )
+        data = {"rows": n, "first_at": rows.first_at, "last_at": rows.last_at}
+        if n < self.rules.min_rows:
+            raise _Failed(
+                "too_little_data",
+                f"{n} labelled rows in the last {self.rules.window_s:.0f} s, at least "
+                f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS)",
+                champion=deployment.champion,
+                rows=n,
+                first_at=rows.first_at,
+                last_at=rows.last_at,
+            )
+
+        manifest = await asyncio.to_thread(
+            self._train_and_register, request, champion, rows, since, until
+        )
+        version = manifest.version
+        current = self._deployment_of(model) or deployment
+        if current.challenger is not None:
+            log.warning(
+                "retrain %s: version %s replaces challenger %s (%s)",
+                model, version, current.challenger, current.strategy,
+            )  # fmt: skip
+        evidence = {
+            "trigger_id": trigger,
+            "report": None if request.report is None else dict(request.report),
+            "data": data,
+            "offline": {k: manifest.metrics[k] for k in ("roc_auc", "accuracy", "log_loss")},
+            "requested_by": request.actor,
+        }
+        facts: dict[str, Any] = {
+            "version": version,
+            "champion": current.champion,
+            "rows": n,
+            "first_at": rows.first_at,
+            "last_at": rows.last_at,
+        }
+        try:
+            record = await self._deployer.deploy(
+                model,
+                {
+                    "champion": current.champion,
+                    "challenger": version,
+                    "strategy": "shadow",
+                    "reason": f"retrained: {request.reason}"[:MAX_TEXT],
+                    "evidence": evidence,
+                },
+                actor=ACTOR,
+            )
+        except PhoenixError as exc:
+            raise _Failed(
+                "failed", f"version {version} registered, but not deployed: {exc}", **facts
+            ) from exc
+        return RetrainOutcome(
+            model,
+            "deployed",
+            f"version {version} deployed as shadow of {current.champion}",
+            trigger,
+            seconds=0.0,
+            generation=record.generation,
+            **facts,
+        )
+
+    # -- blocking steps, run in threads ----------------------------------------------------
+
+    def _manifest(self, model: str, version: str) -> Manifest:
+        return Manifest.from_file(self._registry.models_dir / model / version / MANIFEST_FILE)
+
+    def _version_of_trigger(self, model: str, trigger: str) -> str | None:
+        """The registered version whose manifest records ``trigger``, if any (newest first)."""
+        for version in reversed(self._registry.versions(model)):
+            path = self._registry.models_dir / model / version / MANIFEST_FILE
+            try:
+                training = json.loads(path.read_bytes()).get("training", {})
+            except (OSError, ValueError, AttributeError):
+                continue  # unreadable: the registry reports it elsewhere
+            if isinstance(training, dict) and training.get("trigger_id") == trigger:
+                return version
+        return None
+
+    def next_version(self, model: str) -> str:
+        """One more than the highest numeric version of ``model`` ("1" for none)."""
+        numbers = [int(v) for v in self._registry.versions(model) if v.isdigit()]
+        return str(max(numbers, default=0) + 1)
+
+    def _train_and_register(
+        self,
+        request: RetrainRequest,
+        champion: Manifest,
+        rows: TrainingRows,
+        since: float,
+        until: float,
+    ) -> Manifest:
+        model = request.model
+        version = self.next_version(model)
+        with tempfile.TemporaryDirectory(prefix="phoenix-retrain-") as tmp:
+            spec = TrainSpec(
+                folder=Path(tmp),
+                name=model,
+                version=version,
+                X=rows.X,
+                y=rows.y,
+                feature_names=champion.feature_names,
+                profile_features=tuple(f.name for f in champion.features if f.source == "profile"),
+                threshold=champion.output.threshold,
+                seed=int(version) % 2**31,
+            )
+            started = time.monotonic()
+            trained = self._trainer(spec)
+            log.info(
+                "retrain %s: trained version %s on %d rows in %.1f s (held-out auc %.4f)",
+                model, version, len(rows.y), time.monotonic() - started,
+                trained.metrics.get("roc_auc", float("nan")),
+            )  # fmt: skip
+            folder = Path(tmp) / model / version
+            training = {**trained.training, **_why(request, champion.version, rows, since, until)}
+            for attempt in range(_REGISTER_ATTEMPTS):
+                manifest = dataclasses.replace(trained, version=version, training=training)
+                manifest.write(folder / MANIFEST_FILE)
+                try:
+                    registered = register_version(folder, self._registry.models_dir)
+                except RegistrationError:
+                    taken = (self._registry.models_dir / model / version).exists()
+                    if not taken or attempt == _REGISTER_ATTEMPTS - 1:
+                        raise
+                    log.warning("retrain %s: version %s was taken meanwhile", model, version)
+                    version = self.next_version(model)
+                    continue
+                log.info("retrain %s: registered version %s", model, version)
+                return registered
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _why(
+    request: RetrainRequest, parent: str, rows: TrainingRows, since: float, until: float
+) -> dict[str, int | float | str]:
+    """What the manifest's ``training`` records about why and from what the version exists."""
+    report = b"" if request.report is None else orjson.dumps(dict(request.report))
+    return {
+        "reason": request.reason,
+        "trigger_id": request.trigger_id or "",
+        "requested_by": request.actor,
+        "requested_at": request.requested_at,
+        "parent": parent,
+        "report": report.decode(),
+        "report_sha256": hashlib.sha256(report).hexdigest() if report else "",
+        "data_window_since": since,
+        "data_window_until": until,
+        "data_rows": len(rows.y),
+        "data_first_at": rows.first_at if rows.first_at is not None else 0.0,
+        "data_last_at": rows.last_at if rows.last_at is not None else 0.0,
+    }

@@ -1,0 +1,132 @@
+"""Training rows for retraining: served predictions joined with their feedback, in PostgreSQL.
+
+A row is the feature vector a model saw (``predictions.features``, name -> value) and the
+true label (``feedback.label``), joined by ``request_id``. One statement, bounded by a
+limit: it walks the ``(model, predicted_at)`` index backwards from the newest prediction
+and stops after ``limit`` usable rows. Rows served while Redis was down (``degraded``:
+every feature a default) and rows missing a feature or holding a non-number are left
+out. The store shares the sink's asyncpg pool (``PredictionSink.connection``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from phoenix_stream.exceptions import SinkError
+from phoenix_stream.storage.sink import PredictionSink, is_data_error
+
+__all__ = ["TrainingData", "TrainingRows"]
+
+log = logging.getLogger(__name__)
+
+# predicted_at >= since follows from received_at >= since (a prediction follows its
+# request) and lets the (model, predicted_at) index bound the backward scan. The vector
+# is built in the caller's feature order; a missing or non-numeric value becomes NULL
+# and the row is skipped before the limit counts it.
+_FETCH = """
+SELECT x, y, at FROM (
+    SELECT ARRAY(
+               SELECT CASE WHEN jsonb_typeof(p.features -> n.name) = 'number'
+                           THEN (p.features ->> n.name)::float8 END
+               FROM unnest($2::text[]) WITH ORDINALITY AS n(name, i)
+               ORDER BY n.i
+           ) AS x,
+           f.label::int AS y,
+           extract(epoch FROM p.received_at)::float8 AS at,
+           p.predicted_at, p.request_id
+    FROM predictions p
+    JOIN feedback f ON f.request_id = p.request_id
+    WHERE p.model = $1
+      AND p.predicted_at >= to_timestamp($3)
+      AND p.received_at >= to_timestamp($3) AND p.received_at < to_timestamp($4)
+      AND jsonb_typeof(p.features) = 'object' AND p.features ?& $2::text[]
+      AND p.degraded IS NOT TRUE
+) labelled
+WHERE array_position(x, NULL) IS NULL
+ORDER BY predicted_at DESC, request_id DESC
+LIMIT $5
+"""
+
+
+class TrainingRows(NamedTuple):
+    """Labelled rows, oldest first: X float32 (n, F), y int64 (n,), times in epoch seconds.
+
+    ``first_at`` and ``last_at`` are the earliest and latest ``received_at`` of the rows
+    (None when there are none).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    first_at: float | None
+    last_at: float | None
+
+
+class TrainingData:
+    """Reads training rows on the sink's PostgreSQL pool."""
+
+    def __init__(self, sink: PredictionSink) -> None:
+        self._sink = sink
+
+    async def fetch(
+        self,
+        model: str,
+        feature_names: Sequence[str],
+        *,
+        since: float,
+        until: float,
+        limit: int,
+    ) -> TrainingRows:
+        """The newest ``limit`` labelled predictions of ``model`` received in [since, until).
+
+        Features in the order of ``feature_names`` (the champion's manifest); times in
+        epoch seconds. SinkError (driver's error as cause) when PostgreSQL fails.
+        """
+        names = tuple(feature_names)
+        if not names:
+            raise ValueError("feature_names must not be empty")
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, not {limit}")
+        try:
+            async with self._sink.connection() as conn:
+                try:
+                    rows: list[Any] = await conn.fetch(
+                        _FETCH, model, list(names), float(since), float(until), int(limit)
+                    )
+                except BaseException as exc:
+                    # A statement cut short can leave the connection's protocol confused.
+                    if not is_data_error(exc):
+                        conn.terminate()
+                    raise
+        except SinkError as exc:
+            raise SinkError(f"reading training rows of {model!r} failed: {exc}") from (
+                exc.__cause__ or exc
+            )
+        # Building the arrays is O(rows x features) Python work: off the event loop.
+        return await asyncio.to_thread(_to_arrays, rows, names)
+
+
+def _to_arrays(rows: Sequence[Any], names: tuple[str, ...]) -> TrainingRows:
+    """Oldest first; rows whose values overflow float32 (inf) are dropped."""
+    n_features = len(names)
+    if not rows:
+        empty = np.empty((0, n_features), dtype=np.float32)
+        return TrainingRows(empty, np.empty(0, dtype=np.int64), names, None, None)
+    ordered = rows[::-1]
+    X = np.array([row["x"] for row in ordered], dtype=np.float64).reshape(-1, n_features)
+    with np.errstate(over="ignore"):
+        X32 = X.astype(np.float32)
+    y = np.array([row["y"] for row in ordered], dtype=np.int64)
+    at = np.array([row["at"] for row in ordered], dtype=np.float64)
+    finite = np.isfinite(X32).all(axis=1)
+    if not finite.all():
+        log.warning("dropped %d training rows with values beyond float32", int((~finite).sum()))
+        X32, y, at = X32[finite], y[finite], at[finite]
+    if len(y) == 0:
+        return TrainingRows(X32, y, names, None, None)
+    return TrainingRows(np.ascontiguousarray(X32), y, names, float(at.min()), float(at.max()))

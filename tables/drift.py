@@ -1,0 +1,36 @@
+"""The drift tables: per model version, binned histograms in tumbling windows, and monitors.
+
+``drift_windows`` holds, per key ``model/version`` and window of ``PHOENIX_DRIFT_WINDOW_S``
+seconds (Kafka timestamps of the counts records), ``{"counts": (F+1) x B ints, "n": rows}``:
+memory is windows x versions x (F+1) x B integers whatever the request rate, and old windows
+expire after three window lengths (Faust's cleanup runs on the wall clock, every
+``table_cleanup_interval``). ``drift_monitors`` holds, per key, the window being filled and
+the monitor's run of drifted windows, so that a restarted or rebalanced worker resumes
+where the previous owner stopped. Both are written only by the drift-windows agent, from
+the drift-counts topic, which is co-partitioned with them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from phoenix_stream.app import app, settings
+
+# Each window stays readable for two more window lengths: the agent closes a window when
+# the first counts of a later one arrive, which may be a while on a quiet model.
+_EXPIRES = timedelta(seconds=3 * settings.drift_window_s)
+
+drift_windows: Any = app.Table(
+    "drift-windows",
+    default=dict,
+    partitions=settings.topic_partitions,
+    key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
+).tumbling(timedelta(seconds=settings.drift_window_s), expires=_EXPIRES)
+
+drift_monitors: Any = app.Table(
+    "drift-monitors",
+    default=dict,
+    partitions=settings.topic_partitions,
+    key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
+)

@@ -1,0 +1,91 @@
+"""``POST /v1/models/{model}/retrain``: ask for a retraining, through the ``retrain`` topic.
+
+Admin only (``Authorization: Bearer <PHOENIX_ADMIN_TOKEN>``, as the deployment changes).
+The body (optional) is ``{"reason"?, "trigger_id"?, "report"?, "actor"?}``; the view
+produces a ``RetrainRequest`` keyed by the model and answers 202 once the broker has it,
+so every retraining, by hand or on drift, runs through the one retrain agent. 404 for a
+model not in the registry, 422 naming the field, 503 when the broker does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web as aiohttp_web
+from faust import web
+
+from phoenix_stream.app import app, settings
+from phoenix_stream.exceptions import DeliveryTimeout, ProduceError, ShuttingDown, ValidationError
+from phoenix_stream.lifecycle.retraining import RetrainRequest, parse_request
+from phoenix_stream.messages.requests import shorten
+from phoenix_stream.streaming.records import OutRecord
+from phoenix_stream.web.deployments import refuse_unless_admin
+from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+
+# How long a caller waits for its request to be recorded on Kafka, seconds.
+EMIT_TIMEOUT_S = 5.0
+MAX_BODY_BYTES = 16_384
+DEFAULT_REASON = "retrain requested by hand"
+_BODY_FIELDS = frozenset({"reason", "trigger_id", "report", "actor"})
+
+
+def retrain_record(request: RetrainRequest) -> OutRecord:
+    """The ``retrain`` topic record of ``request``, keyed by its model."""
+    return OutRecord(settings.topic("retrain"), request.model.encode(), request.encode())
+
+
+async def submit(request: RetrainRequest) -> None:
+    """Produce ``request`` and wait for the broker; DeliveryTimeout or ShuttingDown (503)."""
+    try:
+        await asyncio.wait_for(app.runtime.emitter.emit([retrain_record(request)]), EMIT_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise DeliveryTimeout("the retrain request could not be recorded on Kafka in time") from exc
+    except ProduceError as exc:  # raised only while the worker stops
+        raise ShuttingDown("the worker is stopping; the retrain request was not recorded") from exc
+
+
+def request_from_body(model: str, body: Any, now: float) -> RetrainRequest:
+    """The request a body asks for (defaults filled in); ValidationError naming the field."""
+    if not isinstance(body, dict):
+        raise ValidationError("$", "must be a JSON object")
+    unknown = sorted(str(key) for key in body.keys() - _BODY_FIELDS)
+    if unknown:
+        raise ValidationError(shorten(unknown[0]), "unknown field")
+    return parse_request(
+        {
+            "reason": DEFAULT_REASON,
+            "actor": "http",
+            **body,
+            "model": model,
+            "requested_at": now,
+        }
+    )
+
+
+@app.page("/v1/models/{model}/retrain")
+class RetrainView(web.View):
+    """Ask for a new version of a model trained on its recent labelled predictions (admin)."""
+
+    @json_errors
+    async def post(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
+        """202 ``{"request": {...}, "topic"}``; 401/403 token, 404 model, 422 field."""
+        refused = refuse_unless_admin(request)
+        if refused is not None:
+            return refused
+        if model not in app.runtime.registry.names():
+            return json_error(404, f"no model {shorten(model)!r} in the registry", "model")
+        body: Any = {}
+        if request.can_read_body:
+            body, error = await read_json(request, MAX_BODY_BYTES)
+            if error is not None:
+                return error
+        try:
+            retrain = request_from_body(model, body, time.time())
+        except ValidationError as exc:
+            return json_error(422, exc.message, exc.field)
+        await submit(retrain)
+        return json_response(
+            {"request": retrain.as_dict(), "topic": settings.topic("retrain")}, 202
+        )
