@@ -119,7 +119,7 @@ class Settings:
     # dead letter always fits a stock broker's 1 MiB message.max.bytes.
     dead_letter_max_bytes: int = 65_536
     # Requests scored between two yields to the event loop (bounds /health's wait).
-    chunk_requests: int = 1000
+    chunk_requests: int = 500
     http_queue_max: int = 5000  # HTTP requests waiting to be scored; beyond: 503
     http_deadline_ms: float = 5000.0  # an HTTP caller's answer (or 503) within this
     model_retry_s: float = 30.0  # a model version that failed to load is retried after this

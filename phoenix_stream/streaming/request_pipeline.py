@@ -122,9 +122,10 @@ class RequestPipeline:
                 else:
                     requests.append(item)
                     origin[id(item)] = record
-            if len(requests) >= self._chunk_requests:
-                await self._score(requests, origin, received_at, out, counts)
-                requests, origin = [], {}
+            chunk = self._chunk_requests
+            while len(requests) >= chunk:  # a batch record may hold several chunks
+                await self._score(requests[:chunk], origin, received_at, out, counts)
+                requests = requests[chunk:]
         if requests:
             await self._score(requests, origin, received_at, out, counts)
         await self._emitter.emit(out)

@@ -123,12 +123,16 @@ async def test_large_batches_are_scored_in_chunks_with_the_loop_free_between_the
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     try:
-        records = [record(i, [request(i * 1000 + j) for j in range(1000)]) for i in range(3)]
+        # One record of 2,500 requests and one of 500: chunks cut inside a record too.
+        records = [
+            record(0, [request(j) for j in range(2500)]),
+            record(1, [request(2500 + j) for j in range(500)]),
+        ]
         await pipeline(log, emitter, chunk=1000).process(records)
     finally:
         task.cancel()
     calls = [entry for entry in log if entry != "tick"]
-    assert calls == ["predict 1000"] * 3
+    assert calls == ["predict 1000", "predict 1000", "predict 1000"]
     # Another task ran between every two chunks: the loop was never held for the whole batch.
     positions = [i for i, entry in enumerate(log) if entry != "tick"]
     assert all("tick" in log[a:b] for a, b in itertools.pairwise(positions))
