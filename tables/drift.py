@@ -2,12 +2,13 @@
 
 ``drift_windows`` holds, per key ``model/version`` and window of ``PHOENIX_DRIFT_WINDOW_S``
 seconds (Kafka timestamps of the counts records), ``{"counts": (F+1) x B ints, "n": rows}``:
-memory is windows x versions x (F+1) x B integers whatever the request rate, and old windows
-expire after three window lengths (Faust's cleanup runs on the wall clock, every
-``table_cleanup_interval``). ``drift_monitors`` holds, per key, the window being filled and
-the monitor's run of drifted windows, so that a restarted or rebalanced worker resumes
-where the previous owner stopped. Both are written only by the drift-windows agent, from
-the drift-counts topic, which is co-partitioned with them.
+memory is windows x versions x (F+1) x B integers whatever the request rate. The agent
+deletes a window (with a changelog tombstone) once it closes it; Faust's expiry, after three
+window lengths on the wall clock, only catches windows written late, and never those
+recovered from the changelog (faust #385). ``drift_monitors`` holds, per key, the window
+being filled and the monitor's run of drifted windows, so that a restarted or rebalanced
+worker resumes where the previous owner stopped. Both are written only by the drift-windows
+agent, from the drift-counts topic, which is co-partitioned with them.
 """
 
 from __future__ import annotations

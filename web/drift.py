@@ -73,7 +73,7 @@ class DriftView(web.View):
             return json_error(
                 503, f"PostgreSQL cannot answer: {shorten(str(exc), 200)}", kind="database"
             )
-        table = app.tables.get("drift-windows")  # absent when the drift agent is off
+        table: Any = app.tables.get("drift-windows")  # absent when the drift agent is off
         held = {} if table is None else windows_held(table.data, model)
         return json_response(
             {

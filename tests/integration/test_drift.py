@@ -16,7 +16,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -43,9 +43,9 @@ DRIFT = {"drift_window_s": WINDOW_S, "drift_min_window": 100, "challenger_versio
 REQUESTS_PER_TICK = 30
 TICK_S = 0.2  # about 150 requests/s: some 300 rows a window, three times the minimum
 SEEDED_ENTITIES = 2000  # conftest's ``seeded``: c000000..c001999
-# Windows a key may hold: those not yet expired (expires = 3 windows), the one being
-# filled, and one more that ends while the cleanup (once a window) has not run yet.
-MAX_WINDOWS_HELD = 3 + 1 + 1
+# Windows a key may hold: the one being filled, and older ones that late or replayed
+# counts wrote again until the next close deletes them; never more as windows pass.
+MAX_WINDOWS_HELD = 3
 # Generous bounds for a loaded 2-core machine; the waits return as soon as they are met.
 TIMEOUT_S = 90.0
 POLL_S = 0.2
@@ -130,11 +130,19 @@ class Watch:
         return sorted(found, key=lambda r: float(r["window_start"]))
 
     async def until(
-        self, worker: WorkerProcess, condition: Callable[[list[Report]], bool]
+        self,
+        worker: WorkerProcess,
+        condition: Callable[[list[Report]], bool],
+        also: Sequence[WorkerProcess] = (),
     ) -> list[Report]:
-        """Poll ``worker`` until ``condition(reports)`` holds; AssertionError at the timeout."""
+        """Poll ``worker`` until ``condition(reports)`` holds; AssertionError at the timeout.
+
+        The windows held by the workers in ``also`` are sampled at each poll too.
+        """
         deadline = time.monotonic() + TIMEOUT_S
         while True:
+            for other in also:
+                await self.reports(other)
             found = await self.reports(worker)
             if condition(found):
                 return found
@@ -303,7 +311,7 @@ async def test_shifted_traffic_drifts_and_alarms_once(
     stored_drift = [r for r in stored_after if r["verdict"] == "drift"]
     assert sum(r["verdict"] == "drift" for r in reports) <= drifted <= len(stored_drift)
     assert alarms == 1
-    assert max(watch.held) <= MAX_WINDOWS_HELD, watch.held
+    assert max(watch.held) <= MAX_WINDOWS_HELD, f"windows held: {watch.held}"
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
@@ -349,7 +357,7 @@ async def test_restart_mid_window_carries_the_run_on(
     await check_no_window_lost(settings, reports)
     # A SIGKILL may come between publishing a report and saving the monitor's state.
     check_topic(on_topic, reports, repeats_allowed=how == "kill")
-    assert max(watch.held) <= MAX_WINDOWS_HELD, watch.held
+    assert max(watch.held) <= MAX_WINDOWS_HELD, f"windows held: {watch.held}"
 
 
 async def test_rebalance_moves_the_windows_without_gap_or_double(
@@ -370,7 +378,9 @@ async def test_rebalance_moves_the_windows_without_gap_or_double(
                 app_id=settings.app_id,
                 topic_prefix=settings.topic_prefix,
             )
-            await watch.until(second, lambda rs: len(closed_after(rs, joined_at)) >= 3)
+            await watch.until(
+                second, lambda rs: len(closed_after(rs, joined_at)) >= 3, also=[first]
+            )
             left_at = time.time()
             assert await stop(first) == 0, first.log_tail()
             reports = await watch.until(second, lambda rs: len(closed_after(rs, left_at)) >= 3)
@@ -381,8 +391,9 @@ async def test_rebalance_moves_the_windows_without_gap_or_double(
             await stop(second)
 
     check_run(reports, persistence)
-    assert all(r["verdict"] == "drift" for r in reports[1:]), summary(reports)
+    # A window the rebalance paused may hold too few rows to judge: "insufficient".
+    assert {r["verdict"] for r in reports} <= {"drift", "insufficient"}, summary(reports)
     await check_no_window_lost(settings, reports)
     # One owner at a time: no window closed by both workers, or twice by one.
     check_topic(on_topic, reports, repeats_allowed=False)
-    assert max(watch.held) <= MAX_WINDOWS_HELD, watch.held
+    assert max(watch.held) <= MAX_WINDOWS_HELD, f"windows held: {watch.held}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import uuid
@@ -85,6 +86,7 @@ class DriftConfig:
     healed_windows: int = 4  # windows of traffic measured after the healed version serves
     feedback_delay_s: float = 1.0
     periodic_windows: int = 6  # the periodic-retraining baseline retrains this often
+    step_labels: int = 200  # labelled challenger requests per canary step
     timeout_s: float = 840.0
     seed: int = 3
 
@@ -124,7 +126,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         auto_promote=True,
         auto_retrain=True,
         rollout_interval_s=1.0,
-        canary_step_labels=200,
+        canary_step_labels=config.step_labels,
         drift_window_s=config.window_s,
         retrain_window_s=2 * config.window_s,
         retrain_min_rows=2000,
@@ -162,9 +164,20 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
             worker.stop()
 
 
+def shift_start(config: DriftConfig, started: float) -> float:
+    """When the shift begins: the first window boundary after the null windows.
+
+    The drift tables' windows are aligned to multiples of the window length (seconds
+    since epoch), so every window is wholly before or wholly after the shift's start.
+    """
+    return math.ceil((started + config.null_windows * config.window_s) / config.window_s) * (
+        config.window_s
+    )
+
+
 def _strength(config: DriftConfig, now: float, started: float) -> float:
     """How far the shift has come at ``now`` (0 before it, 1 once complete)."""
-    shift_at = started + config.null_windows * config.window_s
+    shift_at = shift_start(config, started)
     if now < shift_at:
         return 0.0
     if config.shift == "sudden":
@@ -368,9 +381,9 @@ def _result(
     registry: Path,
     started: float,
 ) -> dict[str, Any]:
-    shift_at = seen.shift_at or float("inf")
-    null = [r for r in reports if float(r["window_end"]) <= shift_at]
-    after = [r for r in reports if float(r["window_end"]) > shift_at]
+    shift_at = shift_start(config, started)
+    null = [r for r in reports if float(r["window_end"]) <= shift_at + 1e-6]
+    after = [r for r in reports if float(r["window_start"]) >= shift_at - 1e-6]
     false_alarms = sum(1 for r in null if r["alarm"] or r["verdict"] == "drift")
     alarm = next((r for r in after if r["alarm"]), None)
     windows_to_detect = None if alarm is None else after.index(alarm) + 1
