@@ -10,12 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.settings import Settings
+from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 from phoenix_stream.training.train import ensure_demo_models
 
@@ -104,3 +106,37 @@ async def producer(services: ServiceAddresses) -> AsyncIterator[AIOKafkaProducer
         yield client
     finally:
         await client.stop()
+
+
+@pytest.fixture
+async def schema(services: ServiceAddresses) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL schema for one test, dropped after it."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(services.postgres_dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+    finally:
+        await conn.close()
+    yield name
+    conn = await asyncpg.connect(services.postgres_dsn, timeout=30)
+    try:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def sink(services: ServiceAddresses, schema: str) -> AsyncIterator[PredictionSink]:
+    """A started sink confined to ``schema`` (its start applies the migrations), with short
+    backoffs to keep tests quick; the stores built on it share its pool."""
+    prediction_sink = PredictionSink(
+        services.postgres_dsn,
+        min_backoff_s=0.05,
+        max_backoff_s=0.5,
+        server_settings={"search_path": schema},
+    )
+    await prediction_sink.start()
+    try:
+        yield prediction_sink
+    finally:
+        await prediction_sink.stop()

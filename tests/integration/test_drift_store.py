@@ -7,16 +7,12 @@ store shares) confined to a fresh schema of its own, so counts are exact.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
 from phoenix_stream.drift.report import DriftReport, FeatureDrift
-from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.exceptions import SinkError
 from phoenix_stream.storage.drift import DriftStore
 from phoenix_stream.storage.sink import PredictionSink, is_transient
@@ -55,36 +51,6 @@ def report(window: int, version: str = "v1", model: str = "credit", **changes: A
         rule=RULE,
     )
     return replace(base, **changes)
-
-
-@pytest.fixture
-async def schema(services: ServiceAddresses) -> AsyncIterator[str]:
-    """A fresh, empty schema, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(services.postgres_dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    yield name
-    conn = await asyncpg.connect(services.postgres_dsn, timeout=30)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def sink(services: ServiceAddresses, schema: str) -> AsyncIterator[PredictionSink]:
-    """A started sink confined to ``schema``; its start applies the migrations."""
-    prediction_sink = PredictionSink(
-        services.postgres_dsn, 0.05, 0.5, server_settings={"search_path": schema}
-    )
-    await prediction_sink.start()
-    try:
-        yield prediction_sink
-    finally:
-        await prediction_sink.stop()
 
 
 @pytest.fixture

@@ -40,36 +40,6 @@ NOW = time.time()
 
 
 @pytest.fixture
-async def schema(services: ServiceAddresses) -> AsyncIterator[str]:
-    """A fresh, empty schema, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(services.postgres_dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    yield name
-    conn = await asyncpg.connect(services.postgres_dsn, timeout=30)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def sink(services: ServiceAddresses, schema: str) -> AsyncIterator[PredictionSink]:
-    """A started sink (the pool and migrations the store shares) confined to ``schema``."""
-    prediction_sink = PredictionSink(
-        services.postgres_dsn, 0.05, 0.5, server_settings={"search_path": schema}
-    )
-    await prediction_sink.start()
-    try:
-        yield prediction_sink
-    finally:
-        await prediction_sink.stop()
-
-
-@pytest.fixture
 def store(sink: PredictionSink) -> FeedbackStore:
     return FeedbackStore(sink, min_backoff_s=0.05, max_backoff_s=0.5)
 

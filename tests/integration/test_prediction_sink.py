@@ -11,7 +11,6 @@ import itertools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,39 +53,6 @@ def make_rows(n: int) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-@pytest.fixture
-async def schema(services: ServiceAddresses) -> AsyncIterator[str]:
-    """A fresh, empty schema, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(services.postgres_dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    yield name
-    conn = await asyncpg.connect(services.postgres_dsn, timeout=30)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def sink(services: ServiceAddresses, schema: str) -> AsyncIterator[PredictionSink]:
-    """A started sink confined to ``schema``, with short backoffs to keep tests quick."""
-    prediction_sink = PredictionSink(
-        services.postgres_dsn,
-        min_backoff_s=0.05,
-        max_backoff_s=0.5,
-        server_settings={"search_path": schema},
-    )
-    await prediction_sink.start()
-    try:
-        yield prediction_sink
-    finally:
-        await prediction_sink.stop()
 
 
 @pytest.fixture

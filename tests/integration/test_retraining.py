@@ -15,18 +15,15 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import numpy as np
 import orjson
 import pytest
 
-from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.lifecycle.deployments import DeploymentRecord, parse_record
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRequest, RetrainRules
@@ -43,39 +40,9 @@ from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 
 MODEL = "credit-risk"
 TOKEN = "retrain-token"
-NOW = time.time()
+NOW = time.time()  # rows are stored around it; the jobs below read the same clock
 
 # ---------------------------------------------------------------- PostgreSQL, own schema
-
-
-@pytest.fixture
-async def schema(services: ServiceAddresses) -> AsyncIterator[str]:
-    """A fresh, empty schema, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(services.postgres_dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    yield name
-    conn = await asyncpg.connect(services.postgres_dsn, timeout=30)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def sink(services: ServiceAddresses, schema: str) -> AsyncIterator[PredictionSink]:
-    """A started sink (pool and migrations) confined to ``schema``."""
-    prediction_sink = PredictionSink(
-        services.postgres_dsn, 0.05, 0.5, server_settings={"search_path": schema}
-    )
-    await prediction_sink.start()
-    try:
-        yield prediction_sink
-    finally:
-        await prediction_sink.stop()
 
 
 def row(
@@ -205,6 +172,7 @@ async def test_a_job_trains_registers_and_shadows_a_version_from_stored_feedback
         publisher,
         registry,
         RetrainRules(window_s=600.0, min_rows=2000, max_rows=2500),
+        clock=lambda: NOW,
     )
     report = {"features": {"age": {"statistic": 0.31, "p_value": 1e-9}}, "windows": 2}
     request = RetrainRequest(MODEL, "drift in age", NOW, "drift", "drift-42", report)
@@ -244,7 +212,11 @@ async def test_too_few_stored_labels_fail_the_job(sink: PredictionSink, registry
     rows = [row(f"s{i}", vector(X[i]), NOW - 100) for i in range(len(X))]
     await store(sink, rows, {f"s{i}": int(y[i]) for i in range(len(X))})
     job = RetrainJob(
-        TrainingData(sink), lambda m: Deployment(m, "1"), RecordingPublisher(), registry
+        TrainingData(sink),
+        lambda m: Deployment(m, "1"),
+        RecordingPublisher(),
+        registry,
+        clock=lambda: NOW,
     )
     outcome = await job.run(RetrainRequest(MODEL, "by hand", NOW, "test"))
     assert outcome.outcome == "too_little_data" and outcome.rows == 300

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,40 +55,6 @@ def make_row(tag: str, index: int, **changes: Any) -> dict[str, Any]:
 def replaced(record: tuple[Any, ...], **values: Any) -> tuple[Any, ...]:
     """``record`` (a COPY record, fields in COLUMNS order) with some fields replaced."""
     return tuple(values.get(name, value) for name, value in zip(COLUMNS, record, strict=True))
-
-
-@pytest.fixture
-async def schema(services: ServiceAddresses) -> AsyncIterator[str]:
-    """A fresh, empty schema, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(services.postgres_dsn)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    yield name
-    conn = await asyncpg.connect(services.postgres_dsn, timeout=30)
-    try:
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def sink(services: ServiceAddresses, schema: str) -> AsyncIterator[PredictionSink]:
-    """A started sink confined to ``schema`` (migrations applied), with short backoffs."""
-    prediction_sink = PredictionSink(
-        services.postgres_dsn,
-        min_backoff_s=0.05,
-        max_backoff_s=0.5,
-        server_settings={"search_path": schema},
-    )
-    await prediction_sink.start()
-    try:
-        assert prediction_sink.ready  # PostgreSQL is up: the start opened and migrated
-        yield prediction_sink
-    finally:
-        await prediction_sink.stop()
 
 
 @pytest.fixture

@@ -32,13 +32,14 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from scipy import special
 
 from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.rollout import TOKEN, put_deployment
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 from phoenix_stream.training.datagen import (
@@ -153,7 +154,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         stop.set()
         await tasks[0]
         await _settle(seen)
-        reports = await _reports(workers[0])
+        reports = await _reports(workers[0], started)
         return _result(config, seen, reports, outcome, registry, started)
     finally:
         stop.set()
@@ -239,29 +240,12 @@ async def _traffic(
 
 
 async def _watch_predictions(settings: Settings, seen: Seen) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    topic = settings.topic("predictions")
-    try:
-        partitions: set[int] = set()
-        while not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-            await asyncio.sleep(0.0 if partitions else 0.2)
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for message in (m for messages in batches.values() for m in messages):
-                p = orjson.loads(message.value or b"{}")
-                seen.served.setdefault(str(p["request_id"]), (str(p["version"]), int(p["label"])))
-    finally:
-        await consumer.stop()
+    """Which version served each request, and its label (until cancelled)."""
+
+    def keep(p: dict[str, Any]) -> None:
+        seen.served.setdefault(str(p["request_id"]), (str(p["version"]), int(p["label"])))
+
+    await follow_json(settings.kafka_url, settings.topic("predictions"), keep)
 
 
 @dataclass
@@ -273,12 +257,25 @@ class Healing:
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
+def shift_complete(config: DriftConfig, started: float) -> float:
+    """When the shift reaches its full strength (seconds since epoch)."""
+    ramp = 0.0 if config.shift == "sudden" else 0.8 * config.ramp_windows * config.window_s
+    return shift_start(config, started) + ramp
+
+
 async def _wait_healed(
     worker: WorkerProcess, config: DriftConfig, seen: Seen, started: float
 ) -> Healing:
-    """Until a retrained version is the champion and has served ``healed_windows``."""
+    """Until a retrained champion has served alone for ``healed_windows`` after the shift.
+
+    A gradual shift may be caught half-way: the version retrained then heals in part, the
+    drift it sees next triggers another retraining, and the controller promotes that one
+    only on evidence. Healing is measured once a retrained champion serves alone, with
+    the shift complete, for ``healed_windows`` windows in a row.
+    """
     healing = Healing()
     deadline = time.monotonic() + config.timeout_s
+    complete = shift_complete(config, started)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
@@ -289,11 +286,15 @@ async def _wait_healed(
                 continue
             serving = body.get("serving") or {}
             champion = str(serving.get("champion"))
-            if healing.version is None and champion != "1" and not serving.get("challenger"):
-                healing.version, healing.at = champion, time.time()
-            if healing.at is not None and time.time() >= healing.at + (
-                config.healed_windows * config.window_s
-            ):
+            now = time.time()
+            settled = champion != "1" and not serving.get("challenger") and now >= complete
+            if not settled:
+                healing.version = healing.at = None  # not yet, or a new challenger is on trial
+                continue
+            if healing.version != champion:
+                healing.version, healing.at = champion, now
+            assert healing.at is not None
+            if now >= healing.at + config.healed_windows * config.window_s:
                 healing.decisions = list(body.get("history") or [])
                 return healing
     return healing
@@ -307,13 +308,16 @@ async def _settle(seen: Seen, timeout_s: float = 60.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _reports(worker: WorkerProcess) -> list[dict[str, Any]]:
+async def _reports(worker: WorkerProcess, started: float) -> list[dict[str, Any]]:
+    """This run's drift reports, oldest first (the table may hold other runs' too)."""
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
         session.get(f"{worker.base_url}/v1/drift/{MODEL}?limit=500") as response,
     ):
         body = orjson.loads(await response.read())
-    reports: list[dict[str, Any]] = body.get("reports", [])
+    reports: list[dict[str, Any]] = [
+        r for r in body.get("reports", []) if float(r["window_start"]) >= started - 1.0
+    ]
     return sorted(reports, key=lambda r: float(r["window_start"]))
 
 

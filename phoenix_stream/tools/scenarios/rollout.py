@@ -27,12 +27,13 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
 from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.models import (
     CHALLENGER,
     CHAMPION,
@@ -253,35 +254,17 @@ async def _traffic(
 
 async def _watch_predictions(settings: Settings, seen: Observed) -> None:
     """Every served prediction: which request, which variant, right or wrong (until cancelled)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    topic = settings.topic("predictions")
-    try:
-        partitions: set[int] = set()
-        while not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-            await asyncio.sleep(0.0 if partitions else 0.2)
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for message in (m for messages in batches.values() for m in messages):
-                p = orjson.loads(message.value or b"{}")
-                request_id = str(p.get("request_id"))
-                if request_id in seen.predicted:
-                    continue  # at-least-once: a redelivered request counts once
-                seen.predicted.add(request_id)
-                tally = seen.served.setdefault((str(p["variant"]), str(p["version"])), [0, 0])
-                tally[0] += int(p["label"] == seen.labels.get(request_id))
-                tally[1] += 1
-    finally:
-        await consumer.stop()
+
+    def count(p: dict[str, Any]) -> None:
+        request_id = str(p.get("request_id"))
+        if request_id in seen.predicted:
+            return  # at-least-once: a redelivered request counts once
+        seen.predicted.add(request_id)
+        tally = seen.served.setdefault((str(p["variant"]), str(p["version"])), [0, 0])
+        tally[0] += int(p["label"] == seen.labels.get(request_id))
+        tally[1] += 1
+
+    await follow_json(settings.kafka_url, settings.topic("predictions"), count)
 
 
 async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> None:
