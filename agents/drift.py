@@ -106,12 +106,18 @@ async def drift_window_agent(stream: Any) -> None:
         now = record.timestamp or time.time()
         start = now - now % WINDOW_S
         state: dict[str, Any] = dict(drift_monitors[key])
-        open_start = state.get("open_start")
-        if isinstance(open_start, int | float) and start > open_start:
-            await _close(key, model, version, float(open_start), now, state)
-            _forget(key, float(open_start))
-        if not isinstance(open_start, int | float) or start > open_start:
-            state["open_start"] = start
+        # Windows that got counts and are not closed yet. Counts come from every worker's
+        # collector, so a window's last counts may arrive after the next window's first:
+        # a window is closed only once a full window has passed after its end.
+        pending = sorted({*_starts(state.get("pending")), *_starts([state.get("open_start")])})
+        for open_start in [s for s in pending if s + 2 * WINDOW_S <= start]:
+            await _close(key, model, version, open_start, now, state)
+            _forget(key, open_start)
+            pending.remove(open_start)
+        if start not in pending:
+            pending.append(start)
+        state.pop("open_start", None)
+        state["pending"] = pending
         window = dict(drift_windows[key].current())
         previous = window.get("counts")
         total = counts if previous is None else np.asarray(previous, np.int64) + counts
@@ -150,10 +156,18 @@ async def drift_window_agent(stream: Any) -> None:
         if monitor.already_closed(start):
             return  # a replay after a restart: this window was judged already
         report = monitor.close_window(counts, start, start + WINDOW_S)
-        await _publish(report)
+        # The run's trigger: set by its alarm, kept while the drift lasts, so that every
+        # drifted window of the run may ask again (the job deduplicates by trigger, and a
+        # request that found too few labels yet is then retried with more).
+        if report.alarm:
+            state["trigger_id"] = report.trigger_id
+        elif report.verdict == "no_drift":
+            state.pop("trigger_id", None)
+        trigger = state.get("trigger_id") if report.verdict == "drift" else None
+        await _publish(report, trigger if isinstance(trigger, str) else None)
         state["monitor"] = monitor.state()
 
-    async def _publish(report: DriftReport) -> None:
+    async def _publish(report: DriftReport, trigger: str | None) -> None:
         # Only the newly stored: a window closed again (a replay after a crash, a second
         # owner) is not counted twice (DriftMetrics' contract).
         exported.publish(await store.record([report]))
@@ -165,22 +179,29 @@ async def drift_window_agent(stream: Any) -> None:
                 ", ".join(report.drifted_features()),
                 report.consecutive,
             )
-            if settings.auto_retrain:
-                request = RetrainRequest(
-                    model=report.model,
-                    reason=f"drift alarm: {', '.join(report.drifted_features())}",
-                    requested_at=time.time(),
-                    actor="drift-monitor",
-                    trigger_id=report.trigger_id,
-                    report=_summary(report),
-                )
-                out.append(
-                    OutRecord(settings.topic("retrain"), report.model.encode(), request.encode())
-                )
+        if settings.auto_retrain and trigger is not None:
+            request = RetrainRequest(
+                model=report.model,
+                reason=f"drift alarm: {', '.join(report.drifted_features())}",
+                requested_at=time.time(),
+                actor="drift-monitor",
+                trigger_id=trigger,
+                report=_summary(report),
+            )
+            out.append(
+                OutRecord(settings.topic("retrain"), report.model.encode(), request.encode())
+            )
         await runtime.emitter.emit(out)
 
     async for event in stream.events():  # one at a time: table writes need the event
         await policy.run([InRecord.of(event.message)], handle)
+
+
+def _starts(value: Any) -> list[float]:
+    """Window starts kept in a table value (numbers only; anything else is ignored)."""
+    if not isinstance(value, list):
+        return []
+    return [float(v) for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
 
 
 def _summary(report: DriftReport) -> dict[str, Any]:

@@ -5,8 +5,8 @@ seconds (Kafka timestamps of the counts records), ``{"counts": (F+1) x B ints, "
 memory is windows x versions x (F+1) x B integers whatever the request rate. The agent
 deletes a window (with a changelog tombstone) once it closes it; Faust's expiry, after three
 window lengths on the wall clock, only catches windows written late, and never those
-recovered from the changelog (faust #385). ``drift_monitors`` holds, per key, the window
-being filled and the monitor's run of drifted windows, so that a restarted or rebalanced
+recovered from the changelog (faust #385). ``drift_monitors`` holds, per key, the windows
+not closed yet and the monitor's run of drifted windows, so that a restarted or rebalanced
 worker resumes where the previous owner stopped. Both are written only by the drift-windows
 agent, from the drift-counts topic, which is co-partitioned with them.
 """

@@ -347,6 +347,9 @@ class RetrainJob:
             raise
         if outcome.outcome == "duplicate":
             return self._finish(outcome, None)
+        if key is not None and outcome.outcome == "too_little_data":
+            # Not a job yet: the same trigger may ask again once more labels have come in.
+            self._recent.pop(key, None)
         return self._finish(outcome, started)
 
     def _remember(self, key: tuple[str, str]) -> None:

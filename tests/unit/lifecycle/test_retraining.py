@@ -319,6 +319,20 @@ async def test_too_little_data_fails_clearly_and_trains_nothing(models_dir: Path
     assert jobs_counted("m", "too_little_data") == before + 1
 
 
+async def test_a_trigger_with_too_little_data_may_ask_again_once_labels_came_in(
+    models_dir: Path,
+) -> None:
+    rows, publisher = Rows(600), Publisher()
+    the_job = job(models_dir, rows, publisher)
+    first = await the_job.run(request())
+    assert first.outcome == "too_little_data" and not publisher.calls
+    rows.X, rows.y = make_dataset(1500, seed=11)  # the labels of later traffic arrived
+    second = await the_job.run(request())
+    assert second.outcome == "deployed" and len(publisher.calls) == 1
+    third = await the_job.run(request())
+    assert third.outcome == "duplicate" and len(publisher.calls) == 1
+
+
 async def test_versions_follow_the_highest_number_and_skip_one_taken_meanwhile(
     models_dir: Path,
 ) -> None:
