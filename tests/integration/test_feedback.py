@@ -437,8 +437,12 @@ async def test_feedback_flows_joins_and_evaluates(
     want = _reference([dict(r) for r in joined], truth, settings.evaluation_window)
     assert report["model"] == "credit-risk" and report["window"] == settings.evaluation_window
     got = {(v["version"], v["variant"]): v for v in report["variants"]}
-    assert set(got) == set(want) == {("1", "champion"), ("2", "challenger")}
-    for key in want:
+    # Other modules' scenarios (rollout, drift) label their own traffic in this database
+    # too, with other versions and shadows: the served variants of this worker's
+    # deployment are compared, and every served variant the reference knows must match.
+    mine = {("1", "champion"), ("2", "challenger")}
+    assert mine <= set(got) and mine <= set(want)
+    for key in set(want) & set(got):
         _assert_matches(got[key], want[key])
     assert any(v["auc"] is not None for v in got.values())
     for (version, variant), values in got.items():
