@@ -16,9 +16,6 @@ def test_registered_agents_topics_and_routes() -> None:
         "phoenix.sink",
         "phoenix.feedback",
         "phoenix.deployments",
-        "phoenix.drift-collector",
-        "phoenix.drift-windows",
-        "phoenix.retrain",
     }
     routes = {route for route, _ in _routes()}
     assert {
@@ -43,11 +40,25 @@ def test_registered_agents_topics_and_routes() -> None:
         "phoenix.sink": {settings.topic("predictions"), settings.topic("shadow-predictions")},
         "phoenix.feedback": {settings.topic("feedback")},
         "phoenix.deployments": {settings.topic("deployments")},
-        "phoenix.drift-collector": {settings.topic("predictions")},
-        "phoenix.drift-windows": {settings.topic("drift-counts")},
-        "phoenix.retrain": {settings.topic("retrain")},
     }
-    assert set(app.tables) == {"drift-windows", "drift-monitors"}
+    assert set(app.tables) == set()  # the drift tables come with the opt-in drift agent
+
+
+def test_drift_and_retrain_agents_and_tables_when_asked() -> None:
+    code = (
+        "from phoenix_stream.app import app, settings; "
+        "print(sorted((a.name, sorted(a.channel.topics)) for a in app.agents.values())); "
+        "print(sorted(app.tables))"
+    )
+    env = {**os.environ, "PHOENIX_AGENTS": "inference,sink,deployments,feedback,drift,retrain"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+        timeout=60,
+    ).stdout  # fmt: skip
+    assert "('phoenix.drift-collector', ['phoenix.predictions'])" in out
+    assert "('phoenix.drift-windows', ['phoenix.drift-counts'])" in out
+    assert "('phoenix.retrain', ['phoenix.retrain'])" in out
+    assert "['drift-monitors', 'drift-windows']" in out
 
 
 def test_retrain_topic_is_raw_and_keyed_by_model() -> None:

@@ -39,7 +39,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
-from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.settings import ALL_AGENTS, ENV, Settings
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.rollout import TOKEN, put_deployment
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
@@ -130,6 +130,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         rollout_interval_s=1.0,
         canary_step_labels=config.step_labels,
         drift_window_s=config.window_s,
+        agents=ALL_AGENTS,
         # Two windows of traffic, or enough for the job's 2,000 labelled rows (feedback
         # comes after a delay) when windows are short.
         retrain_window_s=max(2 * config.window_s, 3000 / config.rate + config.feedback_delay_s),
