@@ -151,7 +151,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         await put_deployment(workers[0].base_url, {"champion": "1", "reason": "drift scenario"})
         started = time.time()
         tasks = [
-            asyncio.create_task(_traffic(base, config, seen, stop, started)),
+            asyncio.create_task(_traffic(base, config, seen, stop, started, tag)),
             asyncio.create_task(_watch_predictions(base, seen)),
         ]
         outcome = await _wait_healed(workers[0], config, seen, started)
@@ -191,8 +191,17 @@ def _strength(config: DriftConfig, now: float, started: float) -> float:
 
 
 async def _traffic(
-    settings: Settings, config: DriftConfig, seen: Seen, stop: asyncio.Event, started: float
+    settings: Settings,
+    config: DriftConfig,
+    seen: Seen,
+    stop: asyncio.Event,
+    started: float,
+    tag: str,
 ) -> None:
+    """Requests at ``config.rate``, shifted as the config says; true labels after the delay.
+
+    Request ids carry the run's ``tag``: runs sharing a database must not share ids.
+    """
     rng = np.random.default_rng(config.seed)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_url.removeprefix("kafka://"), linger_ms=5
@@ -217,7 +226,7 @@ async def _traffic(
                 batch: list[tuple[str, int]] = []
                 for j in range(n):
                     counter += 1
-                    request_id = f"d{counter}"
+                    request_id = f"{tag}-d{counter}"
                     body = {
                         "request_id": request_id,
                         "entity_id": ids[j],

@@ -12,6 +12,7 @@ deployment step, how many requests failed, and how fast each change reached both
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import secrets
@@ -74,9 +75,12 @@ class RolloutConfig:
 class Observed:
     """What the scenario saw: predictions, true labels, deployment generations."""
 
-    produced: int = 0
+    produced: int = 0  # requests the broker acknowledged
+    unsent: int = 0  # requests the broker refused (the producer's error, not the pipeline's)
     labels: dict[str, int] = field(default_factory=dict)
     predicted: set[str] = field(default_factory=set)
+    placed: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> partition, offset
+    dead_lettered: dict[str, str] = field(default_factory=dict)  # request id -> kind: reason
     served: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # correct/total
     seen_at: dict[int, list[float]] = field(default_factory=dict)  # generation -> per worker
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # generation -> record
@@ -114,11 +118,12 @@ async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path)
             worker.start()
         await asyncio.gather(*(w.wait_ready(120.0) for w in workers))
         tasks = [
-            asyncio.create_task(_traffic(base, config, seen, stop)),
+            asyncio.create_task(_traffic(base, config, seen, stop, tag)),
             asyncio.create_task(_watch_predictions(base, seen)),
+            asyncio.create_task(_watch_dead_letters(base, seen)),
             asyncio.create_task(_watch_generations(workers, seen)),
         ]
-        return await _drive(workers, config, seen, stop)
+        return await _drive(workers, config, seen, stop, tasks)
     finally:
         stop.set()  # the traffic ends by itself (flushing); the watchers are cancelled
         for task in tasks[1:]:
@@ -129,7 +134,11 @@ async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path)
 
 
 async def _drive(
-    workers: list[WorkerProcess], config: RolloutConfig, seen: Observed, stop: asyncio.Event
+    workers: list[WorkerProcess],
+    config: RolloutConfig,
+    seen: Observed,
+    stop: asyncio.Event,
+    watchers: list[asyncio.Task[None]],
 ) -> dict[str, Any]:
     """The operator's part, then waiting for the controller's decision."""
     admin = workers[0].base_url
@@ -155,6 +164,9 @@ async def _drive(
     seconds_to_decision = time.monotonic() - started
     stop.set()
     await _drain(seen)
+    for task in watchers:  # a bookkeeping task that died would read as lost requests
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise RuntimeError("a scenario task failed") from task.exception()
     return _result(config, seen, decision, shadow_at, seconds_to_decision, len(workers))
 
 
@@ -203,9 +215,13 @@ async def _wait_decision(seen: Observed, after: int, timeout_s: float) -> dict[s
 
 
 async def _traffic(
-    settings: Settings, config: RolloutConfig, seen: Observed, stop: asyncio.Event
+    settings: Settings, config: RolloutConfig, seen: Observed, stop: asyncio.Event, tag: str
 ) -> None:
-    """Requests at ``config.rate``; each one's true label as feedback after the delay."""
+    """Requests at ``config.rate``; each one's true label as feedback after the delay.
+
+    Request ids carry the run's ``tag``: runs sharing a database must not share ids (the
+    sink keeps the first prediction of an id, the feedback store its first label).
+    """
     rng = np.random.default_rng(config.seed)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_url.removeprefix("kafka://"), linger_ms=5
@@ -224,21 +240,32 @@ async def _traffic(
                 X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
                 labels = sample_labels(default_probability(X), rng).tolist()
                 batch: list[tuple[str, int]] = []
+                sends: list[asyncio.Future[Any]] = []
                 for j in range(n):
                     counter += 1
-                    request_id = f"r{counter}"
+                    request_id = f"{tag}-r{counter}"
                     request = {
                         "request_id": request_id,
                         "entity_id": ids[j],
                         "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
                         "sent_at": time.time(),
                     }
-                    await producer.send(
-                        settings.topic("requests"), orjson.dumps(request), key=ids[j].encode()
+                    sends.append(
+                        await producer.send(
+                            settings.topic("requests"), orjson.dumps(request), key=ids[j].encode()
+                        )
                     )
                     seen.labels[request_id] = labels[j]
                     batch.append((request_id, labels[j]))
-                seen.produced = counter
+                # Count only what the broker acknowledged: a refused send is not a lost request.
+                outcomes = await asyncio.gather(*sends, return_exceptions=True)
+                for (request_id, _), outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        del seen.labels[request_id]
+                        seen.unsent += 1
+                    else:
+                        seen.placed[request_id] = (outcome.partition, outcome.offset)
+                seen.produced = len(seen.labels)
                 due.append((time.monotonic() + config.feedback_delay_s, batch))
             while due and due[0][0] <= time.monotonic():
                 for request_id, label in due.popleft()[1]:
@@ -267,6 +294,20 @@ async def _watch_predictions(settings: Settings, seen: Observed) -> None:
     await follow_json(settings.kafka_url, settings.topic("predictions"), count)
 
 
+async def _watch_dead_letters(settings: Settings, seen: Observed) -> None:
+    """Every dead-lettered request of this run, with why (until cancelled)."""
+
+    def note(letter: dict[str, Any]) -> None:
+        try:
+            original = orjson.loads(base64.b64decode(str(letter.get("original_value", ""))))
+        except (ValueError, orjson.JSONDecodeError):
+            original = None
+        request_id = str(original.get("request_id")) if isinstance(original, dict) else "?"
+        seen.dead_lettered[request_id] = f"{letter.get('error_kind')}: {letter.get('error')}"
+
+    await follow_json(settings.kafka_url, settings.topic("dead-letters"), note)
+
+
 async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> None:
     """When each worker first serves each generation (polled every 20 ms, until cancelled)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
@@ -290,7 +331,7 @@ async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> No
 
 async def _drain(seen: Observed, timeout_s: float = 60.0) -> None:
     """Until every produced request was predicted (or the timeout)."""
-    await _poll(lambda: len(seen.predicted) >= seen.produced, timeout_s, 0.2)
+    await _poll(lambda: seen.labels.keys() <= seen.predicted, timeout_s, 0.2)
 
 
 def _result(
@@ -310,6 +351,7 @@ def _result(
         outcome = str(evidence.get("decision", "rollback"))
     shadow = evidence.get("shadow", {})
     canary = evidence.get("canary", {})
+    missing = seen.labels.keys() - seen.predicted
     propagation = [
         (max(times) - float(seen.records[g]["decided_at"])) * 1000.0
         for g, times in seen.seen_at.items()
@@ -340,8 +382,13 @@ def _result(
         "bound": shadow.get("bound"),
         "seconds_to_decision": round(seconds_to_decision, 1),
         "steps": steps,
-        "failed_requests": seen.produced - len(seen.predicted),
+        "failed_requests": len(missing),
+        "missing_sample": sorted(missing)[:10],
+        "missing_by_partition": _by_partition(missing, seen.placed),
+        "dead_letters": len(seen.dead_lettered),
+        "dead_letter_sample": dict(sorted(seen.dead_lettered.items())[:5]),
         "requests": seen.produced,
+        "unsent_requests": seen.unsent,
         "served_accuracy": {
             f"{variant} {version}": round(right / total, 4)
             for (variant, version), (right, total) in sorted(seen.served.items())
@@ -353,6 +400,18 @@ def _result(
             "changes": len(propagation),
         },
     }
+
+
+def _by_partition(
+    request_ids: set[str], placed: dict[str, tuple[int, int]]
+) -> dict[str, list[int]]:
+    """Where requests sat on ``requests``: partition -> [count, first offset, last offset]."""
+    where: dict[str, list[int]] = {}
+    for partition, offset in (placed[r] for r in request_ids if r in placed):
+        entry = where.setdefault(str(partition), [0, offset, offset])
+        entry[0] += 1
+        entry[1], entry[2] = min(entry[1], offset), max(entry[2], offset)
+    return where
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -389,7 +448,7 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets: the right decision, no failed request, within 10 minutes."""
     return {
         "decision": result["decision"] in EXPECTED[result["challenger"]],
-        "no_failed_requests": result["failed_requests"] == 0,
+        "no_failed_requests": result["failed_requests"] == 0 and result["unsent_requests"] == 0,
         "within_10_minutes": result["seconds_to_decision"] <= MAX_SECONDS,
     }
 
