@@ -94,6 +94,16 @@ AGENT_RETRIES = Counter(
     ["agent"],
     registry=REGISTRY,
 )
+STALE_ACKS_REFUSED = Counter(
+    "phoenix_stale_acks_refused_total",
+    "Acks refused for records taken before a rebalance (they are read again, not skipped).",
+    registry=REGISTRY,
+)
+HOLES_REREAD = Counter(
+    "phoenix_consumer_holes_reread_total",
+    "Records a rebalance left unprocessed below processed ones, sought back and read again.",
+    registry=REGISTRY,
+)
 UNDELIVERABLE = Counter(
     "phoenix_undeliverable_total",
     "Output records the broker will never take (too large, rejected), by topic.",

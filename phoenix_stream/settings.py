@@ -22,10 +22,9 @@ EntityPolicy = Literal["defaults", "dead-letter"]
 STRATEGIES: tuple[Strategy, ...] = ("single", "ab", "canary", "shadow")
 ENTITY_POLICIES: tuple[EntityPolicy, ...] = ("defaults", "dead-letter")
 AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "drift", "retrain", "feedback")
-# Drift monitoring and retraining are opt-in (PHOENIX_AGENTS=...,drift,retrain): with the
-# drift collector as a second agent on the predictions topic, a worker joining under load
-# once lost predictions from the sink (tests/integration/test_worker_faults.py, 1 run in
-# 3); until that is understood, a worker runs them only when asked.
+# Drift monitoring and retraining are opt-in (PHOENIX_AGENTS=...,drift,retrain): they add
+# Faust tables (changelog topics, a recovery at every start and rebalance) and training
+# jobs inside the worker process; the drift scenario turns them on.
 DEFAULT_AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "feedback")
 ALL_AGENTS = AGENTS
 

@@ -1,10 +1,28 @@
-"""Faust's Kafka transport with a short fetch wait, and the one door to its producer.
+"""Faust's Kafka transport: a short fetch wait, no commit over unprocessed records.
 
 Faust 0.15.3 hard-codes ``fetch_max_wait_ms=1500`` for worker consumers: on a quiet
 topic every fetch then idles up to 1.5 s, which made end-to-end p50 380 ms here. The
 subclasses below set the wait from ``PHOENIX_FETCH_MAX_WAIT_MS`` before the aiokafka
-consumer starts. Both reach into private attributes of Faust and aiokafka; they are
-kept in this module only, so an upgrade has one place to check.
+consumer starts.
+
+Its rebalance handling also loses records: a worker joining under load, with the drift
+tables on, lost tens to hundreds of requests or stored predictions in about one run in
+three here (tests/integration/test_worker_faults.py). Measured causes, each patched in
+``_ShortFetchConsumer`` (at-least-once: whatever is read again is handled again, and
+every consumer downstream is idempotent):
+
+- its stream skips the events it finds while flow is suspended or from an earlier group
+  generation, and acks them as if processed: such acks are refused;
+- its fetch loop drops fetched records on a generation change after the position moved
+  past them, and counts the forward jump as a gap to commit over: gaps are committed
+  over only on compacted topics, where they are real;
+- its commit skips one unprocessed record at the head (it allows a difference of one
+  between the committed offset, the next to read, and the lowest processed one);
+- what was dropped never comes back while the partition stays: a hole below processed
+  records that persists over two commits is sought back and read again.
+
+All of this reaches into private attributes of Faust and aiokafka; it is kept in this
+module only, so an upgrade has one place to check.
 """
 
 from __future__ import annotations
@@ -15,7 +33,10 @@ from typing import Any, ClassVar, cast
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from mode.services import WaitResults
+from faust.types import TP, Message
+from faust.types.tuples import ConsumerMessage
+
+from phoenix_stream import metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +55,138 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def wait_first(
-        self,
-        *coros: Any,
-        timeout: Any = None,  # noqa: ASYNC109 - the signature is mode's
-    ) -> WaitResults:
-        """Deliver a record without mode's four-task race while flow is active.
+    def ack(self, message: Message) -> bool:
+        """Mark ``message`` safe to commit, unless some agent's ack of it was stale.
 
-        Faust's drain loop calls ``wait_first(callback(message), suspend_flow.wait())``
-        once per record, so that a rebalance can abort a delivery stuck on a full stream
-        buffer; mode builds four tasks and an ``asyncio.wait`` for it (~40 us a record, a
-        third of Faust's per-record cost here). While flow is active we await the
-        delivery directly. If a rebalance suspends flow meanwhile, the delivery waits in
-        the stream's flow-controlled queue until flow resumes and the record is processed
-        once more than needed: at-least-once still holds, nothing is lost.
+        An ack given while flow is suspended or for a record of an earlier generation
+        (Faust's stream skipping it, or our batch finishing during the rebalance) is
+        refused: the offset stays uncommitted and the record is read again.
         """
+        app = self.app
         if (
-            timeout is None
-            and len(coros) == 2
-            and getattr(coros[1], "cr_code", None) is type(self.suspend_flow).wait.__code__
-            and not self.suspend_flow.is_set()
+            getattr(message, "stale_ack", False)
+            or not app.flow_control.is_active()
+            or message.generation_id != app.consumer_generation_id
         ):
-            deliver, suspended = coros
-            suspended.close()  # never awaited: closing it keeps Python from warning
-            result = await deliver
-            return WaitResults([deliver], [result], False)
-        return await super().wait_first(*coros, timeout=timeout)
+            metrics.STALE_ACKS_REFUSED.inc()
+            return False
+        return bool(super().ack(message))
+
+    def _to_message(self, tp: TP, record: Any) -> ConsumerMessage:
+        # As Faust's own _to_message: seconds, or None typed as Faust's float.
+        timestamp = cast(float, None) if record.timestamp is None else record.timestamp / 1000.0
+        return _GuardedMessage(
+            record.topic,
+            record.partition,
+            record.offset,
+            timestamp,
+            record.timestamp_type,
+            record.headers,
+            record.key,
+            record.value,
+            record.checksum,
+            record.serialized_key_size,
+            record.serialized_value_size,
+            tp,
+            generation_id=self.app.consumer_generation_id,
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's next commit offset, but never past an unprocessed head record."""
+        acked = self._acked.get(tp)
+        committed = self._committed_offset.get(tp)
+        if acked and committed is not None and min(acked) > committed:
+            return None
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Count skipped offsets as done only where a gap is legitimate (compacted topics).
+
+        Faust treats every forward jump in fetched offsets as a gap to commit over (for
+        compaction and transaction markers). Our other topics have no such gaps: a jump
+        there means records fetched and then dropped (its fetch loop breaks on a
+        generation change and the position has already moved on), and committing over
+        them loses them. They are left as a hole, which ``_seek_back_over_holes`` reads
+        again.
+        """
+        if tp.topic in self._compacted_topics():
+            await super()._add_gap(tp, offset_from, offset_to)
+
+    def _compacted_topics(self) -> frozenset[str]:
+        names = getattr(self, "_compacted", None)
+        if names is None:
+            names = frozenset(
+                name
+                for topic in self.app.topics
+                if getattr(topic, "compacting", False)
+                for name in getattr(topic, "topics", ())
+            )
+            self._compacted = names
+        return names
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Commit what was processed; first, read again any hole that has persisted."""
+        await self._seek_back_over_holes()
+        return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
+
+    async def _seek_back_over_holes(self) -> None:
+        """Seek a partition back to its committed offset when records below it were lost.
+
+        A hole: offsets from the committed one up to the lowest processed one that no
+        agent holds (every record of a partition reaches an agent in order, so they will
+        never come). Faust's rebalance handling leaves them (records fetched but dropped,
+        a stale delivery recorded as read); its commit then stalls, and a restart would
+        replay everything since. Only a hole seen at two commits in a row, with flow
+        active, is sought back: the records come again, those after it twice.
+        """
+        holes: dict[TP, tuple[int, int]] = {}
+        if self.app.flow_control.is_active():
+            in_flight: dict[TP, int] = {}
+            for message in list(self._unacked_messages):
+                if not message.acked and message.refcount > 0:
+                    tp = message.tp
+                    in_flight[tp] = min(in_flight.get(tp, message.offset), message.offset)
+            for tp, acked in list(self._acked.items()):
+                committed = self._committed_offset.get(tp)
+                if not acked or committed is None or tp.topic in self._compacted_topics():
+                    continue
+                lowest = min(acked)
+                held = in_flight.get(tp)
+                if lowest > committed and (held is None or held > committed):
+                    holes[tp] = (committed, lowest)
+        previous: dict[TP, tuple[int, int]] = getattr(self, "_holes", {})
+        self._holes = holes
+        for tp, hole in list(holes.items()):
+            if previous.get(tp) == hole:
+                log.warning(
+                    "%s:%d: offsets %d to %d never reached an agent (left behind by a "
+                    "rebalance); reading them again",
+                    tp.topic,
+                    tp.partition,
+                    hole[0],
+                    hole[1] - 1,
+                )
+                metrics.HOLES_REREAD.inc(hole[1] - hole[0])
+                await self.seek(tp, hole[0])
+                del self._holes[tp]
+
+
+class _GuardedMessage(ConsumerMessage):
+    """A consumed record that remembers a stale ack from any of its agents.
+
+    With several agents on one topic, the last ack decides whether the offset may be
+    committed; a stale ack from an earlier agent (its stream skipped the record) must
+    still keep the record uncommitted.
+    """
+
+    stale_ack = False
+
+    def ack(self, consumer: Any, n: int = 1) -> bool:
+        app = consumer.app
+        if not app.flow_control.is_active() or self.generation_id != app.consumer_generation_id:
+            self.stale_ack = True
+        return bool(super().ack(consumer, n))
 
 
 class ShortFetchTransport(faust_aiokafka.Transport):

@@ -1,71 +1,223 @@
-"""The consumer patch: a record is delivered without mode's task race while flow is active.
+"""The consumer patches: no commit over a record that no agent processed.
 
-A real worker's consumer runs it in every integration test; a rebalance under load in
+Faust 0.15.3's rebalance handling can drop fetched records (its fetch loop breaks on a
+generation change after the position moved on), ack records its stream skipped, and
+commit over forward jumps in offsets. These tests drive each patch on a consumer built
+without a broker; a real worker's consumer runs them in every integration test, and
+workers joining under load, with every agent and table on, in
 tests/integration/test_worker_faults.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from mode.utils.locks import Event
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent
 
-from phoenix_stream.streaming.transport import _ShortFetchConsumer
+from phoenix_stream import metrics
+from phoenix_stream.streaming.transport import _GuardedMessage, _ShortFetchConsumer
+
+REQUESTS = TP("requests", 0)
+DEPLOYMENTS = TP("deployments", 0)
 
 
-def consumer() -> Any:
-    # Only what wait_first touches; building a real one needs a broker and an app.
+class _Topic:
+    def __init__(self, name: str, *, compacting: bool) -> None:
+        self.topics = (name,)
+        self.compacting = compacting
+
+
+class _App:
+    def __init__(self, generation: int) -> None:
+        self.flow_control = FlowControlEvent(initially_suspended=False)
+        self.consumer_generation_id = generation
+        self.topics = [
+            _Topic("requests", compacting=False),
+            _Topic("deployments", compacting=True),
+        ]
+
+
+class _Message:
+    def __init__(self, offset: int = 0, generation: int = 7, refcount: int = 0) -> None:
+        self.tp = REQUESTS
+        self.topic, self.partition, self.offset = REQUESTS.topic, REQUESTS.partition, offset
+        self.generation_id = generation
+        self.refcount = refcount
+        self.acked = False
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """What reached Faust's own methods (ack, gap bookkeeping, commit) and seeks."""
+    seen: dict[str, list[Any]] = {"ack": [], "gap": [], "commit": [], "seek": [], "offset": []}
+
+    def ack(self: Any, message: Any) -> bool:
+        seen["ack"].append(message)
+        return True
+
+    async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:
+        seen["gap"].append((tp, offset_from, offset_to))
+
+    async def commit(self: Any, *args: Any, **kwargs: Any) -> bool:
+        seen["commit"].append(args)
+        return True
+
+    def new_offset(self: Any, tp: TP) -> int:
+        seen["offset"].append(tp)
+        return 999
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "ack", ack)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_new_offset", new_offset)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_add_gap", add_gap)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "commit", commit)
+    return seen
+
+
+@pytest.fixture
+def consumer(calls: dict[str, list[Any]]) -> Any:
     patched: Any = _ShortFetchConsumer.__new__(_ShortFetchConsumer)
-    patched.suspend_flow = Event()
-    patched._stopped = Event()
-    patched._crashed = Event()
-    patched.loop = asyncio.get_running_loop()
+    patched.app = _App(generation=7)
+    patched._acked = {}
+    patched._committed_offset = {}
+    patched._unacked_messages = set()
+
+    async def seek(tp: TP, offset: int) -> None:
+        calls["seek"].append((tp, offset))
+
+    patched.seek = seek
     return patched
 
 
-async def test_while_flow_is_active_the_delivery_is_awaited_directly() -> None:
-    patched = consumer()
-    tasks_before = len(asyncio.all_tasks())
-    seen: list[int] = []
-
-    async def deliver() -> str:
-        seen.append(len(asyncio.all_tasks()))
-        return "delivered"
-
-    result = await patched.wait_first(deliver(), patched.suspend_flow.wait())
-    assert result.results == ["delivered"] and result.stopped is False
-    assert seen == [tasks_before]  # no task was created to deliver it
+def test_an_ack_of_the_current_generation_with_flow_active_is_kept(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    message = _Message(generation=7)
+    assert consumer.ack(message) is True
+    assert calls["ack"] == [message]
 
 
-async def test_while_flow_is_suspended_modes_race_decides() -> None:
-    patched = consumer()
-    patched.suspend_flow.set()
-    started = asyncio.Event()
-
-    async def deliver() -> str:
-        started.set()
-        await asyncio.sleep(3600)
-        return "never"
-
-    result = await patched.wait_first(deliver(), patched.suspend_flow.wait())
-    # mode raced both: the suspension won, the delivery did not complete.
-    assert result.results == [True]  # the suspension event won
-    assert started.is_set()
+def test_an_ack_while_flow_is_suspended_is_refused(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    refused_before = metrics.STALE_ACKS_REFUSED._value.get()
+    consumer.app.flow_control.suspend()  # a rebalance (or a stop) is under way
+    assert consumer.ack(_Message(generation=7)) is False
+    assert calls["ack"] == []
+    assert metrics.STALE_ACKS_REFUSED._value.get() == refused_before + 1
+    consumer.app.flow_control.resume()
+    assert consumer.ack(_Message(generation=7)) is True  # once it ended, acks count again
 
 
-async def test_other_calls_keep_modes_behaviour() -> None:
-    patched = consumer()
+def test_an_ack_of_a_record_from_an_earlier_generation_is_refused(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    assert consumer.ack(_Message(generation=6)) is False  # fetched before the rebalance
+    assert calls["ack"] == []
 
-    async def slow() -> None:
-        await asyncio.sleep(3600)
 
-    result = await patched.wait_first(slow(), timeout=0.01)
-    assert result.done == [] and result.results == []
-    with pytest.raises(ZeroDivisionError):
+def guarded(offset: int, generation: int = 7) -> _GuardedMessage:
+    return _GuardedMessage(
+        REQUESTS.topic,
+        0,
+        offset,
+        None,
+        None,
+        None,
+        b"k",
+        b"v",
+        None,
+        1,
+        1,
+        REQUESTS,
+        generation_id=generation,
+    )
 
-        async def fails() -> None:
-            raise ZeroDivisionError
 
-        await patched.wait_first(fails(), patched.suspend_flow.wait())
+def test_a_stale_ack_by_one_of_two_agents_keeps_the_record_uncommitted(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    message = guarded(100)
+    message.incref(2)  # the sink and the drift collector both got it
+    consumer.app.flow_control.suspend()
+    assert message.ack(consumer) is False  # the drift collector's stream skipped it
+    consumer.app.flow_control.resume()
+    assert message.ack(consumer) is False  # the sink's ack is the last, yet refused
+    assert calls["ack"] == []
+    fresh = guarded(100)  # read again after the rebalance
+    fresh.incref(2)
+    assert fresh.ack(consumer) is False and fresh.ack(consumer) is True
+    assert calls["ack"] == [fresh]
+
+
+def test_the_commit_offset_never_passes_an_unprocessed_head_record(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    consumer._committed_offset[REQUESTS] = 100  # the next offset to read
+    consumer._acked[REQUESTS] = [101, 102]  # 100 not processed (Faust would commit 103)
+    assert consumer._new_offset(REQUESTS) is None
+    assert calls["offset"] == []
+    consumer._acked[REQUESTS] = [100, 101, 102]
+    assert consumer._new_offset(REQUESTS) == 999  # Faust's own bookkeeping from here
+    assert calls["offset"] == [REQUESTS]
+
+
+async def test_a_jump_in_offsets_is_committed_over_only_on_a_compacted_topic(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    await consumer._add_gap(REQUESTS, 11, 40)  # dropped records: never "done"
+    await consumer._add_gap(DEPLOYMENTS, 3, 9)  # compaction removed them: done
+    assert calls["gap"] == [(DEPLOYMENTS, 3, 9)]
+
+
+async def test_a_hole_seen_at_two_commits_is_read_again(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    reread_before = metrics.HOLES_REREAD._value.get()
+    consumer._committed_offset[REQUESTS] = 100
+    consumer._acked[REQUESTS] = [105, 106]  # 100-104 never reached an agent
+    await consumer.commit()
+    assert calls["seek"] == []  # once could be a moment: wait for the next commit
+    await consumer.commit()
+    assert calls["seek"] == [(REQUESTS, 100)]
+    assert metrics.HOLES_REREAD._value.get() == reread_before + 5
+    assert len(calls["commit"]) == 2  # Faust's commit ran every time
+
+
+async def test_a_record_still_held_by_an_agent_is_no_hole(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    consumer._committed_offset[REQUESTS] = 100
+    consumer._acked[REQUESTS] = [105]
+    held = _Message(offset=100, refcount=1)  # taken, its batch not done (an outage)
+    consumer._unacked_messages.add(held)
+    for _ in range(3):
+        await consumer.commit()
+    assert calls["seek"] == []
+    consumer._unacked_messages.discard(held)
+    held_then_skipped = _Message(offset=100, refcount=0)  # its ack was refused
+    consumer._unacked_messages.add(held_then_skipped)
+    await consumer.commit()
+    await consumer.commit()
+    assert calls["seek"] == [(REQUESTS, 100)]
+
+
+async def test_no_seek_while_flow_is_suspended_or_when_the_hole_moves(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    consumer._committed_offset[REQUESTS] = 100
+    consumer._acked[REQUESTS] = [105]
+    consumer.app.flow_control.suspend()  # a rebalance: Faust seeks by itself after it
+    await consumer.commit()
+    await consumer.commit()
+    consumer.app.flow_control.resume()
+    await consumer.commit()
+    consumer._committed_offset[REQUESTS] = 101  # progress: not the same hole
+    await consumer.commit()
+    assert calls["seek"] == []
+    consumer._acked[REQUESTS] = [101, 105]  # contiguous from the committed offset
+    await consumer.commit()
+    await consumer.commit()
+    assert calls["seek"] == []
