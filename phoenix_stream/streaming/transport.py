@@ -114,16 +114,14 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
             await super()._add_gap(tp, offset_from, offset_to)
 
     def _compacted_topics(self) -> frozenset[str]:
-        names = getattr(self, "_compacted", None)
-        if names is None:
-            names = frozenset(
-                name
-                for topic in self.app.topics
-                if getattr(topic, "compacting", False)
-                for name in getattr(topic, "topics", ())
-            )
-            self._compacted = names
-        return names
+        # Looked up each time (a commit a second): agents subscribe their topics after
+        # the consumer starts, so an early answer would miss them.
+        return frozenset(
+            name
+            for topic in self.app.topics
+            if getattr(topic, "compacting", False)
+            for name in getattr(topic, "topics", ())
+        )
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """Commit what was processed; first, read again any hole that has persisted."""

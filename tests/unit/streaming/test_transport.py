@@ -172,6 +172,17 @@ async def test_a_jump_in_offsets_is_committed_over_only_on_a_compacted_topic(
     assert calls["gap"] == [(DEPLOYMENTS, 3, 9)]
 
 
+async def test_a_compacted_topic_subscribed_after_the_first_commit_is_recognised(
+    consumer: Any, calls: dict[str, list[Any]]
+) -> None:
+    subscribed = consumer.app.topics
+    consumer.app.topics = []  # the consumer starts before the agents subscribe
+    await consumer.commit()
+    consumer.app.topics = subscribed
+    await consumer._add_gap(DEPLOYMENTS, 3, 9)
+    assert calls["gap"] == [(DEPLOYMENTS, 3, 9)]
+
+
 async def test_a_hole_seen_at_two_commits_is_read_again(
     consumer: Any, calls: dict[str, list[Any]]
 ) -> None:
