@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import statistics
 import time
@@ -20,9 +19,9 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
-from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.settings import Settings
+from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.tools.simulator import SimulationConfig, run_simulation
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 from phoenix_stream.training.train import ensure_demo_models
@@ -122,9 +121,7 @@ def _say(text: str) -> None:
 
 async def run_demo(settings: Settings, config: DemoConfig) -> int:
     """Run the demo; returns the process exit code (0 when every request is accounted)."""
-    own_services = not all(
-        os.environ.get(ENV[name]) for name in ("kafka_url", "redis_url", "postgres_dsn")
-    )
+    own_services = not services_given()
     # The demo's own Kafka clients would print their group and subscription tables.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     task = asyncio.current_task()
@@ -132,45 +129,40 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
     if task is not None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)
+    if own_services:
+        _say(f"starting embedded services under {settings.state_dir} ...")
     worker: WorkerProcess | None = None
     try:
-        if own_services:
-            _say(f"starting embedded services under {settings.state_dir} ...")
-            addresses = await asyncio.to_thread(start_services, settings.state_dir)
-            settings = settings.with_overrides(
-                kafka_url=addresses.kafka_url,
-                redis_url=addresses.redis_url,
-                postgres_dsn=addresses.postgres_dsn,
-            )
-        _say(
-            f"  kafka {settings.kafka_url}  redis {settings.redis_url}  "
-            f"postgres {settings.postgres_dsn}"
-        )
-        if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
-            _say(f"trained the demo models into {settings.models_dir}")
-        started = time.monotonic()
-        seeded = await seed_feature_store(settings.redis_url, config.entities)
-        _say(f"seeded {seeded} customer profiles in {time.monotonic() - started:.1f} s")
-        settings = settings.with_overrides(web_port=free_port())
-        worker = WorkerProcess(settings, settings.state_dir / "demo-worker.log")
-        worker.start()
-        ready_s = await worker.wait_ready()
-        _say(f"worker ready in {ready_s:.1f} s (log: {worker.log_path})")
-        _say(
-            "try the HTTP view while it runs:\n"
-            f"  curl -s -X POST {worker.base_url}/v1/predict -H 'content-type: "
-            'application/json\' -d \'{"entity_id": "c000042", "features": '
-            '{"credit_amount": 12.5, "duration_months": 24, "interest_rate": 7.9}}\''
-        )
-        return await _traffic(settings, config)
+        async with running_services(settings, settings.state_dir, own=own_services) as settings:
+            try:
+                _say(
+                    f"  kafka {settings.kafka_url}  redis {settings.redis_url}  "
+                    f"postgres {settings.postgres_dsn}"
+                )
+                if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
+                    _say(f"trained the demo models into {settings.models_dir}")
+                started = time.monotonic()
+                seeded = await seed_feature_store(settings.redis_url, config.entities)
+                _say(f"seeded {seeded} customer profiles in {time.monotonic() - started:.1f} s")
+                settings = settings.with_overrides(web_port=free_port())
+                worker = WorkerProcess(settings, settings.state_dir / "demo-worker.log")
+                worker.start()
+                ready_s = await worker.wait_ready()
+                _say(f"worker ready in {ready_s:.1f} s (log: {worker.log_path})")
+                _say(
+                    "try the HTTP view while it runs:\n"
+                    f"  curl -s -X POST {worker.base_url}/v1/predict -H 'content-type: "
+                    'application/json\' -d \'{"entity_id": "c000042", "features": '
+                    '{"credit_amount": 12.5, "duration_months": 24, "interest_rate": 7.9}}\''
+                )
+                return await _traffic(settings, config)
+            finally:
+                if worker is not None:  # before the services it uses
+                    worker.stop()
     except asyncio.CancelledError:
         _say("\ninterrupted: stopping what the demo started ...")
         return 130
     finally:
-        if worker is not None:
-            worker.stop()
-        if own_services:
-            await asyncio.to_thread(stop_services, settings.state_dir, SERVICE_NAMES)
         _say("stopped.")
 
 

@@ -23,13 +23,13 @@ from typing import Any
 
 import faust
 
-from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
-from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.settings import Settings
 from phoenix_stream.tools.bench.config import BenchConfig
 from phoenix_stream.tools.bench.health_flood import health_under_flood
 from phoenix_stream.tools.bench.phases import BenchPhases, say
 from phoenix_stream.tools.bench.stats import check_targets, format_table, ratio
+from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.training.train import ensure_demo_models
 
 __all__ = ["BenchConfig", "run_bench"]
@@ -123,34 +123,25 @@ async def run_bench(
     three service URLs are set in the environment (as ``phoenix-stream demo`` decides).
     """
     if own_services is None:
-        own_services = not all(
-            os.environ.get(ENV[name]) for name in ("kafka_url", "redis_url", "postgres_dsn")
-        )
+        own_services = not services_given()
     work_dir = (settings.state_dir / "bench").resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     services_dir = work_dir / "services"
     run: BenchPhases | None = None
     with _cancel_on_signals():
-        try:
-            if own_services:
-                say(f"starting embedded services under {services_dir} ...")
-                addresses = await asyncio.to_thread(start_services, services_dir)
-                settings = settings.with_overrides(
-                    kafka_url=addresses.kafka_url,
-                    redis_url=addresses.redis_url,
-                    postgres_dsn=addresses.postgres_dsn,
-                )
-            if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
-                say(f"trained the demo models into {settings.models_dir}")
-            seeded = await seed_feature_store(settings.redis_url, config.entities)
-            say(f"seeded {seeded} entities; logs under {work_dir}")
-            run = BenchPhases(settings, config, work_dir)
-            result = await _run_phases(run)
-        finally:
-            if run is not None:
-                run.stop_all()
-            if own_services:
-                await asyncio.to_thread(stop_services, services_dir, SERVICE_NAMES)
+        if own_services:
+            say(f"starting embedded services under {services_dir} ...")
+        async with running_services(settings, services_dir, own=own_services) as settings:
+            try:
+                if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
+                    say(f"trained the demo models into {settings.models_dir}")
+                seeded = await seed_feature_store(settings.redis_url, config.entities)
+                say(f"seeded {seeded} entities; logs under {work_dir}")
+                run = BenchPhases(settings, config, work_dir)
+                result = await _run_phases(run)
+            finally:
+                if run is not None:  # before the services its workers use
+                    run.stop_all()
     say("")
     say(format_table(result))
     for note in result["notes"]:

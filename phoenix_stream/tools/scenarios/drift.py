@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 import uuid
 from collections import deque
@@ -36,12 +35,12 @@ from aiokafka import AIOKafkaProducer
 from scipy import special
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
-from phoenix_stream.settings import ALL_AGENTS, ENV, Settings
+from phoenix_stream.settings import ALL_AGENTS, Settings
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.rollout import TOKEN, put_deployment
+from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 from phoenix_stream.training.datagen import (
     FEATURE_NAMES,
@@ -473,22 +472,13 @@ def format_result(result: dict[str, Any]) -> str:
 
 async def run_scenario(settings: Settings, config: DriftConfig) -> dict[str, Any]:
     """The scenario on the embedded services (started here unless their URLs are set)."""
-    own = not all(os.environ.get(ENV[n]) for n in ("kafka_url", "redis_url", "postgres_dsn"))
     work_dir = settings.state_dir / f"scenario-drift-{config.shift}"
     work_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    try:
-        if own:
-            addresses = await asyncio.to_thread(start_services, work_dir / "services")
-            settings = settings.with_overrides(
-                kafka_url=addresses.kafka_url,
-                redis_url=addresses.redis_url,
-                postgres_dsn=addresses.postgres_dsn,
-            )
+    async with running_services(
+        settings, work_dir / "services", own=not services_given()
+    ) as settings:
         result = await run_drift(settings, config, work_dir)
-    finally:
-        if own:
-            await asyncio.to_thread(stop_services, work_dir / "services", SERVICE_NAMES)
     result["targets"] = check_targets(result)
     return result
 

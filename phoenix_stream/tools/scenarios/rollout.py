@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import secrets
 import statistics
 import time
@@ -30,10 +29,9 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from phoenix_stream.embedded import SERVICE_NAMES, start_services, stop_services
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
-from phoenix_stream.settings import ENV, Settings
+from phoenix_stream.settings import Settings
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.models import (
     CHALLENGER,
@@ -42,6 +40,7 @@ from phoenix_stream.tools.scenarios.models import (
     Challenger,
     build_registry,
 )
+from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 from phoenix_stream.training.datagen import (
     REQUEST_FEATURES,
@@ -455,21 +454,12 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
 
 async def run_scenario(settings: Settings, config: RolloutConfig) -> dict[str, Any]:
     """The scenario on the embedded services (started here unless their URLs are set)."""
-    own = not all(os.environ.get(ENV[n]) for n in ("kafka_url", "redis_url", "postgres_dsn"))
     work_dir = settings.state_dir / "scenario-rollout"
     work_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    try:
-        if own:
-            addresses = await asyncio.to_thread(start_services, work_dir / "services")
-            settings = settings.with_overrides(
-                kafka_url=addresses.kafka_url,
-                redis_url=addresses.redis_url,
-                postgres_dsn=addresses.postgres_dsn,
-            )
+    async with running_services(
+        settings, work_dir / "services", own=not services_given()
+    ) as settings:
         result = await run_rollout(settings, config, work_dir)
-    finally:
-        if own:
-            await asyncio.to_thread(stop_services, work_dir / "services", SERVICE_NAMES)
     result["targets"] = check_targets(result)
     return result
