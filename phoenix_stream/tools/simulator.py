@@ -20,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.training.datagen import entity_id_for, sample_request_features
 
 # Malformed records the simulator can send, each a different way to be wrong.
@@ -114,11 +115,13 @@ async def run_simulation(
     """Produce traffic for ``config.duration_s`` seconds at ``config.rate`` requests/s."""
     factory = RequestFactory(config, run_id)
     report = SimulationReport()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
-        linger_ms=5,
-        max_batch_size=1_048_576,
-        max_request_size=4 * 1_048_576,
+    producer = track_sent_topics(
+        AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+            linger_ms=5,
+            max_batch_size=1_048_576,
+            max_request_size=4 * 1_048_576,
+        )
     )
     topic = settings.topic("requests")
     await producer.start()

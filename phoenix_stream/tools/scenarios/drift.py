@@ -38,6 +38,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.rollout import TOKEN, put_deployment
 from phoenix_stream.tools.services import running_services, services_given
@@ -202,8 +203,8 @@ async def _traffic(
     Request ids carry the run's ``tag``: runs sharing a database must not share ids.
     """
     rng = np.random.default_rng(config.seed)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"), linger_ms=5
+    producer = track_sent_topics(
+        AIOKafkaProducer(bootstrap_servers=settings.kafka_url.removeprefix("kafka://"), linger_ms=5)
     )
     await producer.start()
     due: deque[tuple[float, list[tuple[str, int]]]] = deque()
