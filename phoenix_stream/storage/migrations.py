@@ -1,6 +1,6 @@
 """Versioned SQL migrations, applied at start under an advisory lock.
 
-Migrations are package data: ``phoenix_stream/migrations/NNNN_name.sql``, read with
+Migrations are package data: ``phoenix_stream/storage/sql/NNNN_name.sql``, read with
 importlib.resources, applied in version order, each recorded in ``schema_migrations`` with
 a checksum of its text. Everything pending runs in one transaction holding a transaction
 advisory lock, so workers starting together apply each migration exactly once and a
