@@ -144,8 +144,8 @@ class Settings:
     rollout_interval_s: float = 5.0  # how often the controller looks, seconds
     canary_step_labels: int = 200  # labelled challenger requests before the next step
     # Retraining trains on the labelled predictions received in the last retrain_window_s
-    # seconds: at least retrain_min_rows rows (else the job fails), the newest
-    # retrain_max_rows at most.
+    # seconds (a drift alarm's: since the alarm's window): at least retrain_min_rows rows
+    # (else the job ends too_little_data), the newest retrain_max_rows at most.
     retrain_window_s: float = 600.0
     # Drift: tumbling windows of drift_window_s seconds per model version; a window of at
     # least drift_min_window predictions is tested; drift_persistence drifted windows in a

@@ -28,7 +28,7 @@ from phoenix_stream.web.responses import json_error, json_errors, json_response,
 EMIT_TIMEOUT_S = 5.0
 MAX_BODY_BYTES = 16_384
 DEFAULT_REASON = "retrain requested by hand"
-_BODY_FIELDS = frozenset({"reason", "trigger_id", "report", "actor"})
+_BODY_FIELDS = frozenset({"reason", "trigger_id", "report", "actor", "data_since"})
 
 
 def retrain_record(request: RetrainRequest) -> OutRecord:

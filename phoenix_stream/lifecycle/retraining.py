@@ -6,8 +6,11 @@ A ``RetrainRequest`` (on the ``retrain`` topic, keyed by model; from the drift d
 
 1. skips a request whose ``trigger_id`` was seen recently or already produced a
    registered version (its manifest records the trigger): one job per trigger;
-2. reads the labelled predictions of the last ``window_s`` seconds (at least
-   ``min_rows``, at most ``max_rows``, features in the champion's manifest order);
+2. reads the labelled predictions received since ``data_since`` when the request sets
+   it (a drift alarm sets the end of the window that raised it: the world before it is
+   the one that drifted away), else those of the last ``window_s`` seconds; at least
+   ``min_rows`` (fewer: the outcome ``too_little_data``, and the trigger may ask again),
+   the newest ``max_rows`` at most, features in the champion's manifest order;
 3. trains gradient boosting off the event loop into a temporary folder (ONNX, manifest,
    a new reference sample from the training rows) and records in the manifest's
    ``training`` why the version exists (reason, trigger, report, data range);
@@ -75,7 +78,7 @@ Outcome = Literal["deployed", "duplicate", "too_little_data", "failed"]
 OUTCOMES: tuple[Outcome, ...] = ("deployed", "duplicate", "too_little_data", "failed")
 
 _REQUIRED = ("model", "reason", "requested_at", "actor")
-_FIELDS = frozenset({*_REQUIRED, "trigger_id", "report"})
+_FIELDS = frozenset({*_REQUIRED, "trigger_id", "report", "data_since"})
 
 
 # ------------------------------------------------------------------------------- request
@@ -87,7 +90,8 @@ class RetrainRequest:
 
     ``trigger_id`` (None: never deduplicated) identifies the cause, such as one drift
     alarm; ``report`` is the evidence behind it (the drift report), JSON of at most
-    MAX_REPORT_BYTES.
+    MAX_REPORT_BYTES. ``data_since`` (epoch seconds; None: the last ``window_s``) is
+    where the training data starts.
     """
 
     model: str
@@ -96,6 +100,7 @@ class RetrainRequest:
     actor: str
     trigger_id: str | None = None
     report: Mapping[str, Any] | None = None
+    data_since: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types: the wire and API shape."""
@@ -106,6 +111,7 @@ class RetrainRequest:
             "report": None if self.report is None else dict(self.report),
             "requested_at": self.requested_at,
             "actor": self.actor,
+            "data_since": self.data_since,
         }
 
     def encode(self) -> bytes:
@@ -153,24 +159,27 @@ def parse_request(data: Any) -> RetrainRequest:
         if len(encoded) > MAX_REPORT_BYTES or b"\\u0000" in encoded:
             raise ValidationError("report", f"must be at most {MAX_REPORT_BYTES} bytes, no NUL")
         report = orjson.loads(encoded)  # plain JSON from here on (NaN became null)
-    requested_at = data["requested_at"]
-    low, high = SENT_AT_RANGE
-    if (
-        isinstance(requested_at, bool)
-        or not isinstance(requested_at, int | float)
-        or not (math.isfinite(requested_at) and low <= requested_at <= high)
-    ):
-        raise ValidationError(
-            "requested_at", f"must be epoch seconds between {low:.0f} and {high:.0f}"
-        )
+    data_since = data.get("data_since")
     return RetrainRequest(
         model=model,
         reason=_text(data["reason"], "reason", MAX_TEXT),
-        requested_at=float(requested_at),
+        requested_at=_epoch(data["requested_at"], "requested_at"),
         actor=_text(data["actor"], "actor", MAX_ID),
         trigger_id=trigger_id,
         report=report,
+        data_since=None if data_since is None else _epoch(data_since, "data_since"),
     )
+
+
+def _epoch(value: Any, field: str) -> float:
+    low, high = SENT_AT_RANGE
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and low <= value <= high)
+    ):
+        raise ValidationError(field, f"must be epoch seconds between {low:.0f} and {high:.0f}")
+    return float(value)
 
 
 def _text(value: Any, field: str, limit: int) -> str:
@@ -379,19 +388,20 @@ class RetrainJob:
         champion = await asyncio.to_thread(self._manifest, model, deployment.champion)
 
         until = self._clock()
-        since = until - self.rules.window_s
+        if request.data_since is not None:
+            since, where = request.data_since, f"since {_clock_time(request.data_since)}"
+        else:
+            since, where = until - self.rules.window_s, f"in the last {self.rules.window_s:.0f} s"
         rows = await self._rows.fetch(
             model, champion.feature_names, since=since, until=until, limit=self.rules.max_rows
         )
         n = len(rows.y)
-        log.info(
-            "retrain %s: %d labelled rows received in the last %.0f s", model, n, until - since
-        )
-        data = {"rows": n, "first_at": rows.first_at, "last_at": rows.last_at}
+        log.info("retrain %s: %d labelled rows received %s", model, n, where)
+        data = {"rows": n, "first_at": rows.first_at, "last_at": rows.last_at, "since": since}
         if n < self.rules.min_rows:
             raise _Failed(
                 "too_little_data",
-                f"{n} labelled rows in the last {self.rules.window_s:.0f} s, at least "
+                f"{n} labelled rows received {where}, at least "
                 f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS)",
                 champion=deployment.champion,
                 rows=n,
@@ -517,6 +527,11 @@ class RetrainJob:
                 log.info("retrain %s: registered version %s", model, version)
                 return registered
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _clock_time(epoch: float) -> str:
+    """UTC time of day to the second, for logs and reasons."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _why(

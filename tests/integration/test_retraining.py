@@ -246,8 +246,13 @@ async def test_endpoint_and_cli_put_requests_on_the_retrain_topic(worker_factory
     assert (status, body["field"]) == (422, "colour")
     status, body = await post(url, {"report": [1, 2]})
     assert (status, body["field"]) == (422, "report")
+    status, body = await post(url, {"data_since": "an hour ago"})
+    assert (status, body["field"]) == (422, "data_since")
 
-    sent = {"reason": "drift in age", "trigger_id": "alarm-7", "report": {"D": 0.3}}
+    since = time.time() - 3600
+    sent = {
+        "reason": "drift in age", "trigger_id": "alarm-7", "report": {"D": 0.3}, "data_since": since
+    }  # fmt: skip
     status, body = await post(url, sent)
     assert status == 202, body
     assert body["topic"] == worker.settings.topic("retrain")
@@ -278,4 +283,5 @@ async def test_endpoint_and_cli_put_requests_on_the_retrain_topic(worker_factory
         (MODEL, "cli asks", "cli", None),
     ]
     assert requests[0].report == {"D": 0.3}
+    assert (requests[0].data_since, requests[1].data_since) == (since, None)
     assert all(abs(r.requested_at - time.time()) < 300 for r in requests)

@@ -11,7 +11,7 @@ new version goes shadow then canary, and the controller decides.
 
 In the same run, two baselines are scored in-process on the same requests and labels:
 the original champion never retrained, and a champion retrained every
-``periodic_windows`` windows on the labelled traffic of the last retraining window.
+``periodic_windows`` windows on the newest ``train_rows`` labelled requests.
 Every accuracy is against the simulator's true labels, on the requests of the measured
 period.
 """
@@ -88,6 +88,7 @@ class DriftConfig:
     healed_windows: int = 4  # windows of traffic measured after the healed version serves
     feedback_delay_s: float = 1.0
     periodic_windows: int = 6  # the periodic-retraining baseline retrains this often
+    train_rows: int = 8000  # labelled rows a retraining needs (the loop's and the baseline's)
     step_labels: int = 200  # labelled challenger requests per canary step
     timeout_s: float = 840.0
     seed: int = 3
@@ -131,10 +132,9 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         canary_step_labels=config.step_labels,
         drift_window_s=config.window_s,
         agents=ALL_AGENTS,
-        # Two windows of traffic, or enough for the job's 2,000 labelled rows (feedback
-        # comes after a delay) when windows are short.
-        retrain_window_s=max(2 * config.window_s, 3000 / config.rate + config.feedback_delay_s),
-        retrain_min_rows=2000,
+        # A drift alarm's retraining learns from the traffic after the alarm (the request's
+        # data_since); it waits, asking again at each drifted window, for train_rows labels.
+        retrain_min_rows=config.train_rows,
     )
     base.state_dir.mkdir(parents=True, exist_ok=True)
     workers = [
@@ -358,20 +358,18 @@ def _baseline(
     cols = [FEATURE_NAMES.index(n) for n in names]
     never = champion.labels(champion.predict_proba(X[:, cols].astype(np.float32)))
     accuracy_never = round(float((never == y).mean()), 4)
-    # Periodic retraining: at every period boundary, train on the labelled requests of the
-    # retraining window before it; each request is scored by the newest such model.
+    # Periodic retraining: at every period boundary, train on the newest train_rows
+    # labelled requests before it (the loop's budget); each request is scored by the
+    # newest such model.
     step = config.periodic_windows * config.window_s
     boundaries = np.arange(started + step, until, step)
     everything = list(seen.sent.values())
     predicted = never.copy()
     at = np.array([s.at for s in period])
     for boundary in boundaries:
-        window = [
-            s
-            for s in everything
-            if boundary - 2 * config.window_s <= s.at < boundary - config.feedback_delay_s
-        ]
-        if len(window) < 500:
+        labelled = [s for s in everything if s.at < boundary - config.feedback_delay_s]
+        window = labelled[-config.train_rows :]  # sent in time order
+        if len(window) < config.train_rows:
             continue
         Xw = np.vstack([s.row for s in window]).astype(np.float32)
         yw = np.array([s.label for s in window])
@@ -410,7 +408,12 @@ def _result(
     healed_until = (healing.at or time.time()) + config.healed_windows * config.window_s
     healed_since = healing.at or healed_until
     never, periodic = _baseline(seen, registry, healed_since, healed_until, config, started)
-    retrains = [h for h in healing.decisions if h.get("actor") == "retrain"]
+    # This run's decisions only: the database may hold earlier runs' (the same state dir).
+    retrains = [
+        h
+        for h in healing.decisions
+        if h.get("actor") == "retrain" and float(h.get("decided_at") or 0.0) >= started
+    ]
     return {
         "shift": config.shift,
         "null_windows": len(null),

@@ -158,6 +158,7 @@ def request(model: str = "m", trigger: str | None = "drift-1", **extra: Any) -> 
         actor=extra.pop("actor", "drift"),
         trigger_id=trigger,
         report=extra.pop("report", {"window": [1, 2], "features": {"age": {"D": 0.31}}}),
+        data_since=extra.pop("data_since", None),
     )
 
 
@@ -175,7 +176,9 @@ def test_request_round_trips_and_fills_defaults() -> None:
     original = request()
     assert decode_request(original.encode()) == original
     bare = parse_request({"model": "m", "reason": "r", "requested_at": NOW, "actor": "cli"})
-    assert (bare.trigger_id, bare.report) == (None, None)
+    assert (bare.trigger_id, bare.report, bare.data_since) == (None, None, None)
+    since = request(data_since=NOW - 30)
+    assert decode_request(since.encode()) == since and since.as_dict()["data_since"] == NOW - 30
 
 
 @pytest.mark.parametrize(
@@ -192,6 +195,9 @@ def test_request_round_trips_and_fills_defaults() -> None:
         ({"requested_at": True}, "requested_at"),
         ({"requested_at": NOW * 1000}, "requested_at"),
         ({"requested_at": float("nan")}, "requested_at"),
+        ({"data_since": "yesterday"}, "data_since"),
+        ({"data_since": False}, "data_since"),
+        ({"data_since": -1.0}, "data_since"),
         ({"actor": None}, "actor"),
         ({"colour": "red"}, "colour"),
     ],
@@ -239,13 +245,19 @@ _json = st.recursive(
     report=st.none() | st.dictionaries(st.text(max_size=8).filter(lambda s: "\x00" not in s),
                                        _json, max_size=5),
     at=st.floats(946_684_800.0, 4_102_444_800.0),
+    since=st.none() | st.floats(946_684_800.0, 4_102_444_800.0),
 )  # fmt: skip
 @settings(max_examples=200, deadline=None)
 def test_valid_requests_survive_the_wire(
-    model: str, reason: str, trigger: str | None, report: dict[str, Any] | None, at: float
+    model: str,
+    reason: str,
+    trigger: str | None,
+    report: dict[str, Any] | None,
+    at: float,
+    since: float | None,
 ) -> None:
     try:
-        original = RetrainRequest(model, reason, at, "drift", trigger, report)
+        original = RetrainRequest(model, reason, at, "drift", trigger, report, since)
         encoded = original.encode()
     except orjson.JSONEncodeError:  # pragma: no cover - the strategy makes plain JSON
         return
@@ -299,7 +311,9 @@ async def test_trains_registers_and_deploys_a_shadow_with_its_reasons(models_dir
     assert "drift in age" in change["reason"]
     evidence = change["evidence"]
     assert evidence["trigger_id"] == "drift-1" and evidence["report"] == request().report
-    assert evidence["data"] == {"rows": 1500, "first_at": NOW - 599, "last_at": NOW - 1}
+    assert evidence["data"] == {
+        "rows": 1500, "first_at": NOW - 599, "last_at": NOW - 1, "since": NOW - 600
+    }  # fmt: skip
     assert 0.5 < evidence["offline"]["roc_auc"] <= 1.0
 
 
@@ -317,6 +331,23 @@ async def test_too_little_data_fails_clearly_and_trains_nothing(models_dir: Path
     assert outcome.rows == 600 and not trained and not publisher.calls
     assert ModelRegistry(models_dir).versions("m") == ["1"]
     assert jobs_counted("m", "too_little_data") == before + 1
+
+
+async def test_data_since_starts_the_training_data_where_the_request_says(
+    models_dir: Path,
+) -> None:
+    # A drift alarm's request: learn from the traffic after the alarm only, however long
+    # ago the alarm was (the window is the default for a request without it).
+    for since in (NOW - 30, NOW - 6000):
+        rows = Rows(1500)
+        outcome = await job(models_dir, rows).run(request(trigger=f"t{since}", data_since=since))
+        assert outcome.outcome == "deployed", outcome.reason
+        assert [(c["since"], c["until"]) for c in rows.calls] == [(since, NOW)]
+        manifest = validate_version(models_dir / "m" / str(outcome.version))
+        assert manifest.training["data_window_since"] == since
+    short = await job(models_dir, Rows(600)).run(request(trigger="t-short", data_since=NOW - 30))
+    assert short.outcome == "too_little_data"
+    assert "600 labelled rows received since" in short.reason and "1000 needed" in short.reason
 
 
 async def test_a_trigger_with_too_little_data_may_ask_again_once_labels_came_in(
