@@ -156,27 +156,10 @@ async def drift_window_agent(stream: Any) -> None:
         if monitor.already_closed(start):
             return  # a replay after a restart: this window was judged already
         report = monitor.close_window(counts, start, start + WINDOW_S)
-        # The run's trigger: set by its alarm, kept while the drift lasts, so that every
-        # drifted window of the run may ask again (the job deduplicates by trigger, and a
-        # request that found too few labels yet is then retried with more).
-        # The retraining learns from traffic after the alarm's window: what came before is
-        # the world that drifted away (and, in a gradual shift, the way there).
-        if report.alarm:
-            state["trigger_id"] = report.trigger_id
-            state["trigger_since"] = report.window_end
-        elif report.verdict == "no_drift":
-            state.pop("trigger_id", None)
-            state.pop("trigger_since", None)
-        trigger = state.get("trigger_id") if report.verdict == "drift" else None
-        since = state.get("trigger_since")
-        await _publish(
-            report,
-            trigger if isinstance(trigger, str) else None,
-            float(since) if isinstance(since, int | float) else report.window_end,
-        )
+        await _publish(report)
         state["monitor"] = monitor.state()
 
-    async def _publish(report: DriftReport, trigger: str | None, data_since: float) -> None:
+    async def _publish(report: DriftReport) -> None:
         # Only the newly stored: a window closed again (a replay after a crash, a second
         # owner) is not counted twice (DriftMetrics' contract).
         exported.publish(await store.record([report]))
@@ -188,15 +171,18 @@ async def drift_window_agent(stream: Any) -> None:
                 ", ".join(report.drifted_features()),
                 report.consecutive,
             )
-        if settings.auto_retrain and trigger is not None:
+        if settings.auto_retrain and report.alarm:
+            # One request per alarm (a replayed window repeats it: the job runs a trigger
+            # once). It learns from the traffic after the alarm's window: what came
+            # before is the world that drifted away, and in a gradual shift the way there.
             request = RetrainRequest(
                 model=report.model,
                 reason=f"drift alarm: {', '.join(report.drifted_features())}",
                 requested_at=time.time(),
                 actor="drift-monitor",
-                trigger_id=trigger,
+                trigger_id=report.trigger_id,
                 report=_summary(report),
-                data_since=data_since,
+                data_since=report.window_end,
             )
             out.append(
                 OutRecord(settings.topic("retrain"), report.model.encode(), request.encode())

@@ -79,6 +79,10 @@ def create_app(settings: Settings) -> PhoenixApp:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
+        # The retrain agent holds a drift alarm's request while it waits for labels: not
+        # a stuck stream (Faust logs one after 300 s without progress).
+        stream_processing_timeout=max(300.0, settings.retrain_wait_s + 60.0),
+        broker_commit_livelock_soft_timeout=max(300.0, settings.retrain_wait_s + 60.0),
         table_standby_replicas=0,
         # Windowed tables expire old windows only when the cleanup runs (wall clock): once
         # per drift window keeps them at expires + 2 windows per key, not 30 s worth.

@@ -82,6 +82,7 @@ ENV: dict[str, str] = {
     "auto_retrain": "PHOENIX_AUTO_RETRAIN",
     "retrain_min_rows": "PHOENIX_RETRAIN_MIN_ROWS",
     "retrain_max_rows": "PHOENIX_RETRAIN_MAX_ROWS",
+    "retrain_wait_s": "PHOENIX_RETRAIN_WAIT_S",
 }
 
 
@@ -144,8 +145,9 @@ class Settings:
     rollout_interval_s: float = 5.0  # how often the controller looks, seconds
     canary_step_labels: int = 200  # labelled challenger requests before the next step
     # Retraining trains on the labelled predictions received in the last retrain_window_s
-    # seconds (a drift alarm's: since the alarm's window): at least retrain_min_rows rows
-    # (else the job ends too_little_data), the newest retrain_max_rows at most.
+    # seconds: at least retrain_min_rows rows (else the job ends too_little_data), the
+    # newest retrain_max_rows at most. A drift alarm's job learns from the traffic after
+    # the alarm's window instead, waiting up to retrain_wait_s for its labels.
     retrain_window_s: float = 600.0
     # Drift: tumbling windows of drift_window_s seconds per model version; a window of at
     # least drift_min_window predictions is tested; drift_persistence drifted windows in a
@@ -156,6 +158,7 @@ class Settings:
     auto_retrain: bool = False
     retrain_min_rows: int = 2000
     retrain_max_rows: int = 50_000
+    retrain_wait_s: float = 240.0
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -220,6 +223,7 @@ class Settings:
             "retrain_max_rows",
             "between PHOENIX_RETRAIN_MIN_ROWS and 1000000",
         )
+        _check(0 <= self.retrain_wait_s <= 86_400, "retrain_wait_s", "between 0 and 86400")
         _check(self.drift_min_window >= 0, "drift_min_window", "zero or more")
         _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
         _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")

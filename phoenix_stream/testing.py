@@ -85,6 +85,39 @@ async def consume_json(
     return out
 
 
+async def read_to_end(kafka_url: str, topic: str, timeout_s: float = 60.0) -> JsonRecords:
+    """JSON values of every record ``topic`` holds now (up to its end offsets at the call).
+
+    For a topic nobody writes to any more (its producers stopped): what is there, all of
+    it, without waiting for a count. AssertionError if the end is not reached in time.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_url.removeprefix("kafka://"),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    out: JsonRecords = []
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
+            batches = await consumer.getmany(timeout_ms=200)
+            for messages in batches.values():
+                out.extend(orjson.loads(m.value or b"null") for m in messages)
+    finally:
+        await consumer.stop()
+    return out
+
+
 def key_per_partition(candidates: Iterable[str], partitions: int) -> list[str]:
     """For each partition 0..n-1, the first candidate that Kafka's default partitioner picks."""
     partitioner = DefaultPartitioner()

@@ -8,9 +8,10 @@ A ``RetrainRequest`` (on the ``retrain`` topic, keyed by model; from the drift d
    registered version (its manifest records the trigger): one job per trigger;
 2. reads the labelled predictions received since ``data_since`` when the request sets
    it (a drift alarm sets the end of the window that raised it: the world before it is
-   the one that drifted away), else those of the last ``window_s`` seconds; at least
-   ``min_rows`` (fewer: the outcome ``too_little_data``, and the trigger may ask again),
-   the newest ``max_rows`` at most, features in the champion's manifest order;
+   the one that drifted away), waiting up to ``wait_s`` for ``min_rows`` of them to get
+   their labels; else those of the last ``window_s`` seconds. At least ``min_rows``
+   (fewer: the outcome ``too_little_data``, and the trigger may ask again), the newest
+   ``max_rows`` at most, features in the champion's manifest order;
 3. trains gradient boosting off the event loop into a temporary folder (ONNX, manifest,
    a new reference sample from the training rows) and records in the manifest's
    ``training`` why the version exists (reason, trigger, report, data range);
@@ -32,7 +33,7 @@ import math
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -195,16 +196,24 @@ def _text(value: Any, field: str, limit: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RetrainRules:
-    """The data window: last ``window_s`` seconds, ``min_rows`` to ``max_rows`` labelled rows."""
+    """The data: last ``window_s`` seconds (or since the request's ``data_since``, waiting
+    up to ``wait_s`` and looking again every ``poll_s``), ``min_rows`` to ``max_rows``."""
 
     window_s: float = 600.0
     min_rows: int = 2000
     max_rows: int = 50_000
+    wait_s: float = 240.0
+    poll_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrainRules:
-        """PHOENIX_RETRAIN_WINDOW_S, _MIN_ROWS and _MAX_ROWS."""
-        return cls(settings.retrain_window_s, settings.retrain_min_rows, settings.retrain_max_rows)
+        """PHOENIX_RETRAIN_WINDOW_S, _MIN_ROWS, _MAX_ROWS and _WAIT_S."""
+        return cls(
+            settings.retrain_window_s,
+            settings.retrain_min_rows,
+            settings.retrain_max_rows,
+            settings.retrain_wait_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +319,7 @@ class RetrainJob:
         *,
         trainer: Trainer = train_gradient_boosting,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._rows = rows
         self._deployment_of = deployment_of
@@ -318,6 +328,7 @@ class RetrainJob:
         self.rules = rules
         self._trainer = trainer
         self._clock = clock
+        self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
 
@@ -387,15 +398,13 @@ class RetrainJob:
             raise _Failed("failed", f"{model} has no champion to retrain")
         champion = await asyncio.to_thread(self._manifest, model, deployment.champion)
 
-        until = self._clock()
-        if request.data_since is not None:
-            since, where = request.data_since, f"since {_clock_time(request.data_since)}"
-        else:
-            since, where = until - self.rules.window_s, f"in the last {self.rules.window_s:.0f} s"
-        rows = await self._rows.fetch(
-            model, champion.feature_names, since=since, until=until, limit=self.rules.max_rows
-        )
+        since, until, rows = await self._labelled_rows(request, champion.feature_names)
         n = len(rows.y)
+        where = (
+            f"in the last {self.rules.window_s:.0f} s"
+            if request.data_since is None
+            else f"since {_clock_time(since)}"
+        )
         log.info("retrain %s: %d labelled rows received %s", model, n, where)
         data = {"rows": n, "first_at": rows.first_at, "last_at": rows.last_at, "since": since}
         if n < self.rules.min_rows:
@@ -459,6 +468,33 @@ class RetrainJob:
             **facts,
         )
 
+    async def _labelled_rows(
+        self, request: RetrainRequest, feature_names: Sequence[str]
+    ) -> tuple[float, float, TrainingRows]:
+        """The window's rows; for a ``data_since``, once ``min_rows`` have their labels or
+        ``wait_s`` has passed (looking again every ``poll_s``)."""
+        rules = self.rules
+        started = self._clock()
+        while True:
+            until = self._clock()
+            since = until - rules.window_s if request.data_since is None else request.data_since
+            rows = await self._rows.fetch(
+                request.model, feature_names, since=since, until=until, limit=rules.max_rows
+            )
+            waited = until - started
+            if (
+                request.data_since is None
+                or len(rows.y) >= rules.min_rows
+                or waited >= rules.wait_s
+            ):
+                return since, until, rows
+            log.info(
+                "retrain %s: %d of %d labelled rows since %s; waiting for labels (%.0f of %.0f s)",
+                request.model, len(rows.y), rules.min_rows, _clock_time(since), waited,
+                rules.wait_s,
+            )  # fmt: skip
+            await self._sleep(min(rules.poll_s, rules.wait_s - waited))
+
     # -- blocking steps, run in threads ----------------------------------------------------
 
     def _manifest(self, model: str, version: str) -> Manifest:
@@ -512,6 +548,14 @@ class RetrainJob:
             )  # fmt: skip
             folder = Path(tmp) / model / version
             training = {**trained.training, **_why(request, champion.version, rows, since, until)}
+            if request.trigger_id is not None:
+                # Another worker may have run the same request meanwhile (a rebalance
+                # during the wait for labels moves the retrain partition, not this job).
+                done = self._version_of_trigger(model, request.trigger_id)
+                if done is not None:
+                    raise _Failed(
+                        "duplicate", f"trigger produced version {done} meanwhile", version=done
+                    )
             for attempt in range(_REGISTER_ATTEMPTS):
                 manifest = dataclasses.replace(trained, version=version, training=training)
                 manifest.write(folder / MANIFEST_FILE)

@@ -138,7 +138,9 @@ def job(
     rows: Rows | None = None,
     publisher: Publisher | None = None,
     trainer: Any = copying_trainer,
+    clock: FakeTime | None = None,
 ) -> RetrainJob:
+    clock = clock or FakeTime()
     return RetrainJob(
         rows or Rows(),
         lambda model: Deployment(model, "1") if model in ("m", "n") else None,
@@ -146,8 +148,24 @@ def job(
         models_dir,
         RULES,
         trainer=trainer,
-        clock=lambda: NOW,
+        clock=clock.time,
+        sleep=clock.sleep,
     )
+
+
+class FakeTime:
+    """A clock that only a sleep moves (from NOW); records the sleeps."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 def request(model: str = "m", trigger: str | None = "drift-1", **extra: Any) -> RetrainRequest:
@@ -345,9 +363,50 @@ async def test_data_since_starts_the_training_data_where_the_request_says(
         assert [(c["since"], c["until"]) for c in rows.calls] == [(since, NOW)]
         manifest = validate_version(models_dir / "m" / str(outcome.version))
         assert manifest.training["data_window_since"] == since
-    short = await job(models_dir, Rows(600)).run(request(trigger="t-short", data_since=NOW - 30))
-    assert short.outcome == "too_little_data"
-    assert "600 labelled rows received since" in short.reason and "1000 needed" in short.reason
+
+
+class GrowingRows(Rows):
+    """Rows whose labels keep arriving: ``step`` more at each fetch, up to ``total``."""
+
+    def __init__(self, first: int, step: int, total: int = 1500) -> None:
+        super().__init__(total)
+        self.all_X, self.all_y = self.X, self.y
+        self.first, self.step = first, step
+
+    async def fetch(
+        self, model: str, feature_names: Any, *, since: float, until: float, limit: int
+    ) -> TrainingRows:
+        n = min(len(self.all_y), self.first + self.step * len(self.calls))
+        self.X, self.y = self.all_X[:n], self.all_y[:n]
+        return await super().fetch(model, feature_names, since=since, until=until, limit=limit)
+
+
+async def test_a_drift_request_waits_for_its_labels_then_trains(models_dir: Path) -> None:
+    clock, rows = FakeTime(), GrowingRows(first=600, step=150)
+    the_job = job(models_dir, rows, clock=clock)
+    outcome = await the_job.run(request(data_since=NOW - 10))
+    # 600, 750, 900, 1050 labelled rows: three looks every poll_s, then trained.
+    assert outcome.outcome == "deployed" and outcome.rows == 1050, outcome.reason
+    assert clock.slept == [RULES.poll_s] * 3
+    assert [(c["since"], c["until"]) for c in rows.calls] == [
+        (NOW - 10, NOW + RULES.poll_s * i) for i in range(4)
+    ]
+
+
+async def test_a_drift_request_waits_at_most_wait_s(models_dir: Path) -> None:
+    clock = FakeTime()
+    outcome = await job(models_dir, Rows(600), clock=clock).run(
+        request(trigger="t-short", data_since=NOW - 30)
+    )
+    assert outcome.outcome == "too_little_data"
+    assert "600 labelled rows received since" in outcome.reason and "1000 needed" in outcome.reason
+    assert sum(clock.slept) == RULES.wait_s and max(clock.slept) <= RULES.poll_s
+    # A request by hand (no data_since) takes the window as it is: no wait.
+    hand = FakeTime()
+    assert (await job(models_dir, Rows(600), clock=hand).run(request(trigger=None))).outcome == (
+        "too_little_data"
+    )
+    assert hand.slept == []
 
 
 async def test_a_trigger_with_too_little_data_may_ask_again_once_labels_came_in(
@@ -443,6 +502,25 @@ async def test_a_trigger_runs_once(models_dir: Path) -> None:
     assert [o.version for o in untriggered] == ["3", "4"]
 
 
+async def test_a_trigger_another_worker_ran_meanwhile_is_not_registered_twice(
+    models_dir: Path,
+) -> None:
+    # A rebalance moved the retrain partition while this job waited or trained: the new
+    # owner ran the same request and registered its version first.
+    other = job(models_dir)
+
+    def trainer_overtaken(spec: TrainSpec) -> Manifest:
+        assert asyncio.run(other.run(request(trigger="t-race"))).outcome == "deployed"
+        return copying_trainer(spec)
+
+    publisher = Publisher()
+    outcome = await job(models_dir, publisher=publisher, trainer=trainer_overtaken).run(
+        request(trigger="t-race")
+    )
+    assert (outcome.outcome, outcome.version) == ("duplicate", "2"), outcome.reason
+    assert ModelRegistry(models_dir).versions("m") == ["1", "2"] and not publisher.calls
+
+
 async def test_unknown_model_and_failures_are_outcomes(models_dir: Path) -> None:
     unknown = await job(models_dir).run(request(model="ghost"))
     assert unknown.outcome == "failed" and "no model 'ghost'" in unknown.reason
@@ -476,13 +554,19 @@ async def test_a_bug_is_counted_and_raised(models_dir: Path) -> None:
 
 
 def test_rules_come_from_checked_settings() -> None:
-    values = {"retrain_window_s": 120.0, "retrain_min_rows": 1500, "retrain_max_rows": 9000}
+    values = {
+        "retrain_window_s": 120.0, "retrain_min_rows": 1500, "retrain_max_rows": 9000,
+        "retrain_wait_s": 30.0,
+    }  # fmt: skip
     env = {ENV[name]: str(value) for name, value in values.items()}
-    assert RetrainRules.from_settings(Settings.from_env(env)) == RetrainRules(120.0, 1500, 9000)
+    assert RetrainRules.from_settings(Settings.from_env(env)) == RetrainRules(
+        120.0, 1500, 9000, 30.0
+    )
     for name, bad in (
         ("retrain_window_s", "0"),
         ("retrain_min_rows", "999"),
         ("retrain_max_rows", "1499"),
+        ("retrain_wait_s", "-1"),
     ):
         with pytest.raises(ConfigError, match=ENV[name]):
             Settings.from_env({**env, ENV[name]: bad})
