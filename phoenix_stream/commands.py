@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, cast
 
@@ -43,7 +45,8 @@ class ProjectCommand(AppCommand):
 
     Logs of ``phoenix_stream`` go to stderr at ``--loglevel``, other libraries' at
     warning and above, services' start/stop lines not at all. A ``PhoenixError`` ends
-    the command with ``error: ...`` and exit status 1, Ctrl-C with 130.
+    the command with ``error: ...`` and exit status 1, Ctrl-C with 130, SIGTERM with 143;
+    on both signals the command unwinds first (workers and services it started stop).
     """
 
     abstract: ClassVar[bool] = True  # Faust registers subclasses only
@@ -56,12 +59,32 @@ class ProjectCommand(AppCommand):
         logging.basicConfig(level=logging.WARNING, handlers=[handler])
         logging.getLogger("phoenix_stream").setLevel(level_number(self.loglevel))
         try:
-            asyncio.run(self.execute(*self.args, *args, **{**self.kwargs, **kwargs}))
+            asyncio.run(
+                _until_sigterm(self.execute(*self.args, *args, **{**self.kwargs, **kwargs}))
+            )
         except PhoenixError as exc:
             _fail(exc)
         except KeyboardInterrupt:
             raise SystemExit(130) from None
+        except asyncio.CancelledError:  # SIGTERM
+            raise SystemExit(143) from None
         raise SystemExit(0)
+
+
+async def _until_sigterm(command: Coroutine[Any, Any, Any]) -> None:
+    """Run ``command``; SIGTERM cancels it, as asyncio.run does on Ctrl-C.
+
+    Without this a terminated scenario or demo would leave its workers and embedded
+    services running, orphaned: their ``finally`` blocks never ran.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await command
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 @app.command(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from phoenix_stream.commands import _until_sigterm
 from phoenix_stream.tools.worker_process import free_port
 
 
@@ -43,3 +48,25 @@ def test_a_failing_command_says_why_and_exits_1(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1].startswith(f"error: MSET of 3 keys to {redis_url}")
     assert "[^" not in done.stdout + done.stderr  # the FeatureStore's start/stop lines too
     assert "Traceback" not in done.stderr
+
+
+async def test_sigterm_cancels_a_command_and_lets_it_unwind() -> None:
+    # What stops a scenario's workers and embedded services when it is terminated.
+    unwound: list[str] = []
+    running = asyncio.Event()
+
+    async def command() -> None:
+        try:
+            running.set()
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            unwound.append("stopped its children")
+
+    task = asyncio.create_task(_until_sigterm(command()))
+    await running.wait()
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert unwound == ["stopped its children"]
+    # The handler is gone with the command: the next SIGTERM is not swallowed by it.
+    assert not asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
