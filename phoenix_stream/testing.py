@@ -11,7 +11,8 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from contextlib import asynccontextmanager
 
 import aiohttp
 import asyncpg
@@ -39,6 +40,41 @@ def covers(ids: Collection[str], field: str = "request_id") -> Callable[[JsonRec
     return _covered
 
 
+@asynccontextmanager
+async def _from_the_beginning(
+    kafka_url: str, topic: str, deadline: float
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer assigned every partition of ``topic`` (looked up until ``deadline``),
+    at the beginning; stopped on leaving."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_url.removeprefix("kafka://"),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    try:
+        partitions: set[int] = set()
+        while not partitions and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await asyncio.sleep(POLL_S)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if tps:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def _read_some(consumer: AIOKafkaConsumer, out: JsonRecords) -> None:
+    """One fetch (up to 200 ms), its JSON values appended to ``out``."""
+    batches = await consumer.getmany(timeout_ms=200)
+    for messages in batches.values():
+        out.extend(orjson.loads(m.value or b"null") for m in messages)
+
+
 async def consume_json(
     kafka_url: str,
     topic: str,
@@ -58,30 +94,11 @@ async def consume_json(
     def done(records: JsonRecords) -> bool:
         return (expected is None or len(records) >= expected) and (until is None or until(records))
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_url.removeprefix("kafka://"),
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
     out: JsonRecords = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        partitions: set[int] = set()
-        while not partitions and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await asyncio.sleep(POLL_S)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while not done(out) and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                out.extend(orjson.loads(m.value or b"null") for m in messages)
-    finally:
-        await consumer.stop()
+    deadline = time.monotonic() + timeout_s
+    async with _from_the_beginning(kafka_url, topic, deadline) as (consumer, tps):
+        while tps and not done(out) and time.monotonic() < deadline:
+            await _read_some(consumer, out)
     return out
 
 
@@ -91,30 +108,13 @@ async def read_to_end(kafka_url: str, topic: str, timeout_s: float = 60.0) -> Js
     For a topic nobody writes to any more (its producers stopped): what is there, all of
     it, without waiting for a count. AssertionError if the end is not reached in time.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_url.removeprefix("kafka://"),
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
     out: JsonRecords = []
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return out
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s
+    async with _from_the_beginning(kafka_url, topic, deadline) as (consumer, tps):
+        ends = await consumer.end_offsets(tps) if tps else {}
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                out.extend(orjson.loads(m.value or b"null") for m in messages)
-    finally:
-        await consumer.stop()
+            await _read_some(consumer, out)
     return out
 
 
