@@ -63,12 +63,7 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
         (Faust's stream skipping it, or our batch finishing during the rebalance) is
         refused: the offset stays uncommitted and the record is read again.
         """
-        app = self.app
-        if (
-            getattr(message, "stale_ack", False)
-            or not app.flow_control.is_active()
-            or message.generation_id != app.consumer_generation_id
-        ):
+        if getattr(message, "stale_ack", False) or _is_stale(self.app, message.generation_id):
             metrics.STALE_ACKS_REFUSED.inc()
             return False
         return bool(super().ack(message))
@@ -141,6 +136,7 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
         """
         holes: dict[TP, tuple[int, int]] = {}
         if self.app.flow_control.is_active():
+            compacted = self._compacted_topics()
             in_flight: dict[TP, int] = {}
             for message in list(self._unacked_messages):
                 if not message.acked and message.refcount > 0:
@@ -148,7 +144,7 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
                     in_flight[tp] = min(in_flight.get(tp, message.offset), message.offset)
             for tp, acked in list(self._acked.items()):
                 committed = self._committed_offset.get(tp)
-                if not acked or committed is None or tp.topic in self._compacted_topics():
+                if not acked or committed is None or tp.topic in compacted:
                     continue
                 lowest = min(acked)
                 held = in_flight.get(tp)
@@ -171,6 +167,12 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
                 del self._holes[tp]
 
 
+def _is_stale(app: Any, generation_id: int | None) -> bool:
+    """An ack now is stale: flow is suspended (a rebalance), or the record is of an
+    earlier group generation."""
+    return bool(not app.flow_control.is_active() or generation_id != app.consumer_generation_id)
+
+
 class _GuardedMessage(ConsumerMessage):
     """A consumed record that remembers a stale ack from any of its agents.
 
@@ -182,8 +184,7 @@ class _GuardedMessage(ConsumerMessage):
     stale_ack = False
 
     def ack(self, consumer: Any, n: int = 1) -> bool:
-        app = consumer.app
-        if not app.flow_control.is_active() or self.generation_id != app.consumer_generation_id:
+        if _is_stale(consumer.app, self.generation_id):
             self.stale_ack = True
         return bool(super().ack(consumer, n))
 
@@ -192,14 +193,15 @@ def track_sent_topics(producer: aiokafka.AIOKafkaProducer) -> aiokafka.AIOKafkaP
     """Make ``producer`` keep the metadata of every topic it sends to; returns it.
 
     aiokafka 0.14's client asks for the metadata of all topics until a topic is first
-    added explicitly (a send to a topic it does not know yet); from then on its refreshes
-    (every ``metadata_max_age_ms``, 5 minutes by default) ask only for the added topics,
-    and the answer replaces its metadata. A topic it only ever sent to while it was
-    known is never added, so it drops out at the next refresh. A batch queued for it
-    just then has no leader, waits for metadata nobody asks for, and expires only after
-    the request timeout (Faust's: 20 minutes): measured here, a worker's inference agent
-    stopped for good 5 minutes after start, its delivery waiting on such a batch. Every
-    topic sent to is now added before the send, as the Java producer does.
+    added explicitly (a send to a topic it does not know yet); from then on every refresh
+    (every ``metadata_max_age_ms``, 5 minutes by default, or forced by a new topic) asks
+    only for the added topics, and the answer replaces its metadata. A topic it only
+    ever sent to while it was known is never added, so it drops out at the next refresh.
+    A batch queued for it just then has no leader, waits for metadata nobody asks for,
+    and expires only after the request timeout (Faust's: 20 minutes): measured here, a
+    worker's inference agent stopped for good 5 minutes after start, its delivery
+    waiting on such a batch. Every topic sent to is now added before the send, as the
+    Java producer does.
     """
     client = producer.client
     wait_on_metadata = client._wait_on_metadata
