@@ -124,11 +124,10 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
     own_services = not services_given()
     # The demo's own Kafka clients would print their group and subscription tables.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Ctrl-C cancels the demo as SIGTERM does (ProjectCommand), so both stop what it started.
     task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
     if task is not None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, task.cancel)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, task.cancel)
     if own_services:
         _say(f"starting embedded services under {settings.state_dir} ...")
     worker: WorkerProcess | None = None

@@ -133,7 +133,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         drift_window_s=config.window_s,
         agents=ALL_AGENTS,
         # A drift alarm's retraining learns from the traffic after the alarm (the request's
-        # data_since); it waits, asking again at each drifted window, for train_rows labels.
+        # data_since), waiting for train_rows of it to have labels (about 20 s here).
         retrain_min_rows=config.train_rows,
     )
     base.state_dir.mkdir(parents=True, exist_ok=True)
