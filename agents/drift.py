@@ -98,6 +98,21 @@ async def drift_window_agent(stream: Any) -> None:
                 )
                 await runtime.emitter.emit([dead])
                 continue
+            # Counts of another shape than the version's bins would break the window they
+            # land in (and every good record after them): refused here, by name.
+            await runtime.drift_references.prepare([(batch.model, batch.version)])
+            bins = runtime.drift_references.bins(batch.model, batch.version)
+            expected = None if bins is None else bins.reference_counts.shape
+            if expected is not None and batch.counts.shape != expected:
+                reason = (
+                    f"counts must be {expected[0]} x {expected[1]} for {batch.key}, "
+                    f"not {batch.counts.shape[0]} x {batch.counts.shape[1]}"
+                )
+                dead = runtime.dead_letters.record(
+                    record, "invalid_drift_counts", reason, field="counts"
+                )
+                await runtime.emitter.emit([dead])
+                continue
             await _add(batch.key, batch.model, batch.version, batch.counts, record)
 
     async def _add(

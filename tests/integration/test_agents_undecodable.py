@@ -13,6 +13,7 @@ streaming/batches.run_batches, in tests/unit/streaming/test_failure_policy.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -92,9 +93,16 @@ async def test_every_agent_dead_letters_undecodable_bytes_and_goes_on(
         "retrain": MODEL.encode(),
     }
 
-    # 1. The bad record first on every consumed topic.
+    # 1. The bad record first on every consumed topic; on drift-counts also counts that
+    #    decode but have another shape than the version's bins (they would break the
+    #    window for the good counts after them).
     for topic, key in keys.items():
         await producer.send_and_wait(settings.topic(topic), GARBAGE, key=key)
+    misshapen = {"model": MODEL, "version": "1", "counts": [[1, 2], [3, 4]], "n": 2,
+                 "at": time.time()}  # fmt: skip
+    await producer.send_and_wait(
+        settings.topic("drift-counts"), orjson.dumps(misshapen), key=keys["drift-counts"]
+    )
 
     # 2. Good records after them.
     for request_id in ids:
@@ -167,11 +175,19 @@ async def test_every_agent_dead_letters_undecodable_bytes_and_goes_on(
     letters = await consume_json(
         settings.kafka_url,
         settings.topic("dead-letters"),
+        len(keys) + 1,
         until=covers({settings.topic(t) for t in keys}, field="source_topic"),
         timeout_s=TIMEOUT_S,
     )
     sources = sorted(str(letter["source_topic"]) for letter in letters)
-    assert sources == sorted(settings.topic(t) for t in keys), letters
+    assert sources == sorted([*(settings.topic(t) for t in keys), settings.topic("drift-counts")])
+    [shape_letter] = [
+        (letter["error_kind"], letter["field"])
+        for letter in letters
+        if letter["source_topic"] == settings.topic("drift-counts")
+        and base64.b64decode(str(letter["original_value"])) != GARBAGE
+    ]
+    assert shape_letter == ("invalid_drift_counts", "counts"), letters
 
 
 async def _positive(count: Awaitable[int]) -> bool:
