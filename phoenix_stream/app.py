@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> PhoenixApp:
     app = PhoenixApp(
         settings.app_id,
         env={},
-        broker=settings.kafka_url,
+        broker=settings.faust_broker,
         autodiscover=False,
         store="memory://",
         datadir=str(settings.state_dir / "faust"),

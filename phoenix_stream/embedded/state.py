@@ -25,13 +25,17 @@ _LOCK_FILE = "services.lock"
 
 @dataclass(frozen=True)
 class ServiceRecord:
-    """One service as last started: ``url``, TCP ``port``, ``pid`` (None once stopped), ``log``."""
+    """One service as last started: ``url``, TCP ``port``, ``pid`` (None once stopped), ``log``.
+
+    ``kind`` tells programs of one role apart: the broker is ``tansu`` or ``kafka``.
+    """
 
     name: str
     url: str
     port: int
     pid: int | None
     log: str
+    kind: str = ""
 
     def stopped(self) -> ServiceRecord:
         """The same service with no pid (it keeps url and port for its next start)."""
@@ -41,6 +45,8 @@ class ServiceRecord:
         """A JSON-ready dict (``name`` is the key in services.json, so it is left out)."""
         data = asdict(self)
         del data["name"]
+        if not data["kind"]:
+            del data["kind"]  # only the broker has kinds
         return data
 
     @classmethod
@@ -58,7 +64,10 @@ class ServiceRecord:
             raise ServiceError(f"{STATE_FILE}: entry {name!r}: port must be an integer")
         if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
             raise ServiceError(f"{STATE_FILE}: entry {name!r}: pid must be an integer or null")
-        return cls(name=name, url=url, port=port, pid=pid, log=log)
+        kind = data.get("kind", "")
+        if not isinstance(kind, str):
+            raise ServiceError(f"{STATE_FILE}: entry {name!r}: kind must be a string")
+        return cls(name=name, url=url, port=port, pid=pid, log=log, kind=kind)
 
 
 def read_records(state_dir: Path) -> dict[str, ServiceRecord] | None:

@@ -39,7 +39,7 @@ from phoenix_stream.messages.requests import load_json
 from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.registry import ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment
-from phoenix_stream.settings import STRATEGIES, Strategy
+from phoenix_stream.settings import STRATEGIES, Strategy, bootstrap_servers
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class DeploymentBoard(Service):
 
     async def _read(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka_url.removeprefix("kafka://"),
+            bootstrap_servers=bootstrap_servers(self.kafka_url),
             enable_auto_commit=False,
             fetch_max_wait_ms=self._fetch_wait_ms,
             auto_offset_reset="earliest",

@@ -70,7 +70,7 @@ class Watcher:
 
 async def _watch(settings: Settings, watcher: Watcher, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+        bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
     )

@@ -117,7 +117,7 @@ async def run_simulation(
     report = SimulationReport()
     producer = track_sent_topics(
         AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+            bootstrap_servers=settings.kafka_bootstrap,
             linger_ms=5,
             max_batch_size=1_048_576,
             max_request_size=4 * 1_048_576,

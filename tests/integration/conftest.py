@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.features.seeding import seed_feature_store
-from phoenix_stream.settings import Settings
+from phoenix_stream.settings import Settings, bootstrap_servers
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 from phoenix_stream.training.train import ensure_demo_models
@@ -100,7 +100,7 @@ class _Factory:
 @pytest.fixture(scope="module")
 async def producer(services: ServiceAddresses) -> AsyncIterator[AIOKafkaProducer]:
     """A plain aiokafka producer (a client of the pipeline)."""
-    client = AIOKafkaProducer(bootstrap_servers=services.kafka_url.removeprefix("kafka://"))
+    client = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(services.kafka_url))
     await client.start()
     try:
         yield client

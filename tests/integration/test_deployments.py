@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.serving.router import bucket
+from phoenix_stream.settings import bootstrap_servers
 from phoenix_stream.testing import consume_json, covers, metric_value
 from phoenix_stream.tools.worker_process import WorkerProcess
 
@@ -270,7 +271,7 @@ async def test_a_replayed_older_record_changes_nothing(
     )
     stale = {**current["deployment"], "generation": generation - 1, "champion": "1"}
     topic = first.settings.topic("deployments")
-    client = AIOKafkaProducer(bootstrap_servers=services.kafka_url.removeprefix("kafka://"))
+    client = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(services.kafka_url))
     await client.start()
     try:
         await client.send_and_wait(topic, orjson.dumps(stale), key=MODEL.encode())

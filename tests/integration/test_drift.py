@@ -197,7 +197,7 @@ async def counted_windows(settings: Settings, through: float) -> dict[float, int
     stops at a record, not at the end).
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+        bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )

@@ -145,7 +145,7 @@ async def test_hostile_records_are_dead_lettered_while_good_ones_flow(
     topic = settings.topic("requests")
     corpus = hostile_corpus(run)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_url.removeprefix("kafka://"),
+        bootstrap_servers=settings.kafka_bootstrap,
         max_request_size=4 * 1_048_576,
     )
     await producer.start()

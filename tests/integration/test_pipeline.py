@@ -71,6 +71,7 @@ async def worker(worker_factory: Any) -> WorkerProcess:
     return started
 
 
+@pytest.mark.brokers("tansu", "kafka")
 async def test_requests_become_predictions_and_rows(
     worker: WorkerProcess, producer: AIOKafkaProducer, services: ServiceAddresses
 ) -> None:

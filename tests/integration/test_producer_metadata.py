@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.app import app
 from phoenix_stream.embedded import ServiceAddresses
+from phoenix_stream.settings import bootstrap_servers
 from phoenix_stream.streaming.transport import track_sent_topics
 
 REFRESH_MS = 300  # metadata refresh period of the producers here
@@ -64,7 +65,7 @@ async def topics_known_after_a_refresh(servers: str, *, tracked: bool) -> set[st
 async def test_a_topic_sent_to_stays_in_the_producers_metadata(
     services: ServiceAddresses, tracked: bool
 ) -> None:
-    servers = services.kafka_url.removeprefix("kafka://")
+    servers = bootstrap_servers(services.kafka_url)
     known = await topics_known_after_a_refresh(servers, tracked=tracked)
     if tracked:
         assert len(known) == 2, known

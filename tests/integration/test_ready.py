@@ -16,6 +16,7 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from phoenix_stream.embedded import start_services, stop_services
+from phoenix_stream.settings import faust_broker_url
 from phoenix_stream.streaming.transport import broker_round_trip
 
 # Generous: the machine is shared; the probe itself is bounded by /ready's own timeout.
@@ -26,7 +27,7 @@ async def test_probe_answers_while_the_broker_runs_and_fails_once_it_stopped(
     tmp_path: Path,
 ) -> None:
     addresses = start_services(tmp_path, ["broker"])
-    app = faust.App(f"probe-{uuid.uuid4().hex[:8]}", broker=addresses.kafka_url)
+    app = faust.App(f"probe-{uuid.uuid4().hex[:8]}", broker=faust_broker_url(addresses.kafka_url))
     try:
         await app.producer.start()
         await asyncio.wait_for(broker_round_trip(app), ROUND_TRIP_TIMEOUT_S)

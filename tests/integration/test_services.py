@@ -22,7 +22,7 @@ from phoenix_stream.embedded import (
     start_services,
     stop_services,
 )
-from phoenix_stream.embedded.broker import metadata_brokers
+from phoenix_stream.embedded.kafka_probe import advertised_brokers
 from phoenix_stream.embedded.redis_server import RedisService
 from phoenix_stream.exceptions import ServiceError
 
@@ -182,7 +182,7 @@ def test_fresh_state_dir_restarts_the_broker_on_its_port(tmp_path: Path) -> None
         assert again == first
         assert status["broker"].running and status["broker"].pid != old_pid
         port = urlsplit(again.kafka_url).port
-        assert port is not None and ("127.0.0.1", port) in metadata_brokers(port)
+        assert port is not None and ("127.0.0.1", port) in advertised_brokers(f"127.0.0.1:{port}")
     finally:
         stop_services(tmp_path, ["broker"])
     assert not service_status(tmp_path)["broker"].running

@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from phoenix_stream.settings import faust_broker_url
 from phoenix_stream.tools.bench.floor_config import read_floor_env
 
 
@@ -27,7 +28,7 @@ def create_floor_app(environ: Mapping[str, str]) -> tuple[Any, Any, Any]:
     app = faust.App(
         conf["app_id"],
         env={},
-        broker=conf["kafka_url"],
+        broker=faust_broker_url(conf["kafka_url"]),
         autodiscover=False,
         store="memory://",
         datadir=conf["datadir"],

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.exceptions import ServiceError
+from phoenix_stream.settings import bootstrap_servers
 from phoenix_stream.tools.bench.stats import OutputStamp
 
 __all__ = [
@@ -34,7 +35,7 @@ _TOPIC_ALREADY_EXISTS = 36  # Kafka error code
 
 def bootstrap(kafka_url: str) -> str:
     """``host:port`` of a ``kafka://host:port`` URL."""
-    return kafka_url.removeprefix("kafka://")
+    return bootstrap_servers(kafka_url)
 
 
 async def ensure_topics(kafka_url: str, names: Iterable[str], partitions: int) -> None:

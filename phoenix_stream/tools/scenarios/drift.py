@@ -204,7 +204,7 @@ async def _traffic(
     """
     rng = np.random.default_rng(config.seed)
     producer = track_sent_topics(
-        AIOKafkaProducer(bootstrap_servers=settings.kafka_url.removeprefix("kafka://"), linger_ms=5)
+        AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     )
     await producer.start()
     due: deque[tuple[float, list[tuple[str, int]]]] = deque()

@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from phoenix_stream.settings import bootstrap_servers
+
 RECHECK_S = 2.0  # how often the topic's partitions are looked up again
 
 
@@ -23,7 +25,7 @@ async def follow_json(
     was created may not list them all yet, and a partition missed would read as lost records.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_url.removeprefix("kafka://"),
+        bootstrap_servers=bootstrap_servers(kafka_url),
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
