@@ -22,7 +22,6 @@ import numpy as np
 from phoenix_stream.app import (
     app,
     drift_counts_topic,
-    drift_topic,
     predictions_topic,
     settings,
 )
@@ -78,11 +77,8 @@ async def drift_collector(stream: Any) -> None:
 @app.agent(drift_counts_topic, name="phoenix.drift-windows")
 async def drift_window_agent(stream: Any) -> None:
     """Add counts into the current window; close the previous window when time moves on."""
-    # Created here with the tables' partition count before the consumer subscribes:
-    # otherwise the broker creates them with its own default (4 on Tansu, 1 on Kafka),
-    # and every table write fails with PartitionsMismatch against the 2-or-N changelog.
-    for topic in (drift_counts_topic, drift_topic):
-        await topic.maybe_declare()
+    # drift-counts has the tables' partition count (TopicDeclarations creates it before
+    # the consumer subscribes): every table write relies on that co-partitioning.
     runtime = app.runtime
     store = DriftStore(runtime.sink)
     exported = DriftMetrics()

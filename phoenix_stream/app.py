@@ -13,11 +13,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
+from faust.types import TopicT
 from mode import ServiceT
 
 from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
 from phoenix_stream.streaming.transport import ShortFetchTransport
 
 # Modules that register agents, tables and web views. Listed, not autodiscovered:
@@ -44,10 +46,11 @@ COMPONENT_MODULES = (
 
 
 class PhoenixApp(faust.App):
-    """``faust.App`` with the short-fetch transport and the runtime started first."""
+    """``faust.App`` with the short-fetch transport; its topics and runtime start first."""
 
     runtime: Runtime
     settings: Settings
+    topic_declarations: TopicDeclarations
 
     def _new_transport(self) -> Any:
         transport = ShortFetchTransport(self.conf.broker_consumer, self)
@@ -55,8 +58,10 @@ class PhoenixApp(faust.App):
         return transport
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
+        # Children start in this order. The topics first: any producer or consumer that
+        # names a topic before it exists makes the broker create it with its defaults.
         # The runtime (Redis client, models) must be up before agents take events.
-        return [self.runtime, *super().on_init_dependencies()]
+        return [self.topic_declarations, self.runtime, *super().on_init_dependencies()]
 
 
 def create_app(settings: Settings) -> PhoenixApp:
@@ -69,8 +74,10 @@ def create_app(settings: Settings) -> PhoenixApp:
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
         processing_guarantee="at_least_once",
+        # Faust's own topics (table changelogs, the assignor's leader topic); ours are
+        # created by TopicDeclarations (streaming/topics.py).
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication,
         # Tansu profile (DESIGN.md section 6): a short session so a worker joins in
         # seconds, earliest offsets, no standbys, no waiting for empty streams.
         broker_session_timeout=settings.session_timeout_s,
@@ -87,6 +94,9 @@ def create_app(settings: Settings) -> PhoenixApp:
         # Windowed tables expire old windows only when the cleanup runs (wall clock): once
         # per drift window keeps them at expires + 2 windows per key, not 30 s worth.
         table_cleanup_interval=min(30.0, settings.drift_window_s),
+        # acks=all: a record is acknowledged (and its input committed, its HTTP caller
+        # answered) once every in-sync replica has it (PHOENIX_TOPIC_MIN_INSYNC of them).
+        producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_max_batch_size=1_048_576,
         producer_max_request_size=4 * 1_048_576,
@@ -97,6 +107,9 @@ def create_app(settings: Settings) -> PhoenixApp:
         web_in_thread=False,
     )
     app.settings = settings
+    app.topic_declarations = TopicDeclarations(
+        settings.kafka_url, app_topic_specs(settings).values()
+    )
     app.runtime = Runtime(settings, app)
     return app
 
@@ -104,79 +117,47 @@ def create_app(settings: Settings) -> PhoenixApp:
 settings = Settings.from_env()
 app = create_app(settings)
 
-requests_topic = app.topic(
-    settings.topic("requests"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
-predictions_topic = app.topic(
-    settings.topic("predictions"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
-shadow_predictions_topic = app.topic(
-    settings.topic("shadow-predictions"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
+TOPICS = app_topic_specs(settings)
+
+
+def _topic(*specs: TopicSpec, **options: Any) -> TopicT:
+    """The Faust topic of ``specs`` (one or more topics of one shape), as declared."""
+    first = specs[0]
+    return app.topic(
+        *(spec.name for spec in specs),
+        key_serializer="raw",
+        partitions=first.partitions,
+        replicas=first.replication,
+        compacting=first.compacted,
+        config=first.configs(),
+        **options,
+    )
+
+
+requests_topic = _topic(TOPICS["requests"], value_serializer="raw")
+predictions_topic = _topic(TOPICS["predictions"], value_serializer="raw")
+shadow_predictions_topic = _topic(TOPICS["shadow-predictions"], value_serializer="raw")
 # Both prediction topics, read raw by the sink, which dead-letters what it cannot decode
 # (schema: messages.schemas.Prediction).
-stored_predictions_topic = app.topic(
-    settings.topic("predictions"),
-    settings.topic("shadow-predictions"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
+stored_predictions_topic = _topic(
+    TOPICS["predictions"], TOPICS["shadow-predictions"], value_serializer="raw"
 )
-# Compacted, keyed by model: the latest decision per model is all a reader needs.
-deployments_topic = app.topic(
-    settings.topic("deployments"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=1,
-    compacting=True,
-)
+# Compacted, one partition, keyed by model: the latest decision per model is all a
+# reader needs.
+deployments_topic = _topic(TOPICS["deployments"], value_serializer="raw")
 # Retrain requests (lifecycle.retraining.RetrainRequest), keyed by model, read raw by the
 # retrain agent. One partition: one worker trains at a time, and a model's requests stay
 # in order. Not compacted: a request not yet read must not be replaced by a later one.
-retrain_topic = app.topic(
-    settings.topic("retrain"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=1,
-)
+retrain_topic = _topic(TOPICS["retrain"], value_serializer="raw")
 # True outcomes, keyed by request_id; read raw by the feedback agent, which dead-letters
 # what it cannot decode (schema: lifecycle.feedback).
-feedback_topic = app.topic(
-    settings.topic("feedback"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
+feedback_topic = _topic(TOPICS["feedback"], value_serializer="raw")
 # Histogram counts of prediction batches, keyed "model/version": the drift tables'
 # source, co-partitioned with them (same key, same partition count).
-drift_counts_topic = app.topic(
-    settings.topic("drift-counts"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
+drift_counts_topic = _topic(TOPICS["drift-counts"], value_serializer="raw")
 # Closed windows' drift reports (drift.report.DriftReport), keyed by model.
-drift_topic = app.topic(
-    settings.topic("drift"),
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-)
-dead_letters_topic = app.topic(
-    settings.topic("dead-letters"),
-    key_serializer="raw",
-    value_type=DeadLetter,
-    partitions=settings.topic_partitions,
-)
+drift_topic = _topic(TOPICS["drift"], value_serializer="raw")
+dead_letters_topic = _topic(TOPICS["dead-letters"], value_type=DeadLetter)
 
 for _module in (*(AGENT_MODULES[name] for name in settings.agents), *COMPONENT_MODULES):
     importlib.import_module(_module)

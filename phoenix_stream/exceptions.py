@@ -2,6 +2,7 @@
 
 PhoenixError
 ├── ConfigError            a PHOENIX_* variable is missing or invalid
+│   └── TopicMismatch      a topic on the broker differs from the app's declaration
 ├── ServiceError           an embedded service could not start or stop
 ├── ValidationError        a request is malformed (field named)
 ├── UnknownModelError      a request names a model that is not deployed
@@ -26,6 +27,10 @@ class PhoenixError(Exception):
 
 class ConfigError(PhoenixError):
     """A setting is missing or invalid; the message names the environment variable."""
+
+
+class TopicMismatch(ConfigError):
+    """A topic the app uses exists with other partitions or cleanup policy than declared."""
 
 
 class ServiceError(PhoenixError):

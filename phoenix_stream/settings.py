@@ -38,6 +38,8 @@ ENV: dict[str, str] = {
     "app_id": "PHOENIX_APP_ID",
     "topic_prefix": "PHOENIX_TOPIC_PREFIX",
     "topic_partitions": "PHOENIX_TOPIC_PARTITIONS",
+    "topic_replication": "PHOENIX_TOPIC_REPLICATION",
+    "topic_min_insync": "PHOENIX_TOPIC_MIN_INSYNC",
     "default_model": "PHOENIX_DEFAULT_MODEL",
     "champion_version": "PHOENIX_CHAMPION_VERSION",
     "challenger_version": "PHOENIX_CHALLENGER_VERSION",
@@ -98,6 +100,11 @@ class Settings:
     app_id: str = "phoenix-stream"
     topic_prefix: str = "phoenix."
     topic_partitions: int = 4
+    # Replicas of every topic the app creates (its own and Faust's changelogs), and the
+    # replicas that must have a record before the broker acknowledges it (producers use
+    # acks=all). 1 and 1 fit a one-node cluster; 3 and 2 are usual for three brokers.
+    topic_replication: int = 1
+    topic_min_insync: int = 1
     default_model: str = "credit-risk"
     champion_version: str = "1"
     challenger_version: str = "2"  # empty string: no challenger
@@ -187,6 +194,7 @@ class Settings:
         _check(0.0 <= self.challenger_share <= 1.0, "challenger_share", "between 0 and 1")
         for name in (
             "topic_partitions",
+            "topic_replication",
             "max_batch_requests",
             "max_record_bytes",
             "take_max",
@@ -221,6 +229,11 @@ class Settings:
             1024 <= self.dead_letter_max_bytes <= 512 * 1024,
             "dead_letter_max_bytes",
             "between 1024 and 524288 (base64 grows it by a third; brokers take 1 MiB)",
+        )
+        _check(
+            1 <= self.topic_min_insync <= self.topic_replication,
+            "topic_min_insync",
+            "between 1 and PHOENIX_TOPIC_REPLICATION",
         )
         _check(self.retrain_window_s > 0, "retrain_window_s", "a positive number")
         _check(

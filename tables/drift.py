@@ -21,11 +21,15 @@ from phoenix_stream.app import app, settings
 # Each window stays readable for two more window lengths: the agent closes a window when
 # the first counts of a later one arrive, which may be a while on a quiet model.
 _EXPIRES = timedelta(seconds=3 * settings.drift_window_s)
+# Faust creates the changelogs with PHOENIX_TOPIC_REPLICATION (topic_replication_factor);
+# this gives them the same min.insync.replicas as the app's own topics.
+_CHANGELOG_CONFIGS = {"min.insync.replicas": str(settings.topic_min_insync)}
 
 drift_windows: Any = app.Table(
     "drift-windows",
     default=dict,
     partitions=settings.topic_partitions,
+    extra_topic_configs=_CHANGELOG_CONFIGS,
     key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
 ).tumbling(timedelta(seconds=settings.drift_window_s), expires=_EXPIRES)
 
@@ -33,5 +37,6 @@ drift_monitors: Any = app.Table(
     "drift-monitors",
     default=dict,
     partitions=settings.topic_partitions,
+    extra_topic_configs=_CHANGELOG_CONFIGS,
     key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
 )

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.training.datagen import entity_id_for, sample_request_features
 
@@ -116,8 +116,8 @@ async def run_simulation(
     factory = RequestFactory(config, run_id)
     report = SimulationReport()
     producer = track_sent_topics(
-        AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        new_producer(
+            settings.kafka_url,
             linger_ms=5,
             max_batch_size=1_048_576,
             max_request_size=4 * 1_048_576,

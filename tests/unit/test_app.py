@@ -61,6 +61,12 @@ def test_drift_and_retrain_agents_and_tables_when_asked() -> None:
     assert "['drift-monitors', 'drift-windows']" in out
 
 
+def test_producer_waits_for_every_in_sync_replica_and_faust_topics_get_the_replication() -> None:
+    assert app.conf.producer_acks == -1
+    assert app.conf.topic_replication_factor == settings.topic_replication
+    assert app.conf.topic_partitions == settings.topic_partitions
+
+
 def test_retrain_topic_is_raw_and_keyed_by_model() -> None:
     from phoenix_stream.app import retrain_topic
 

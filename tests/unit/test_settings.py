@@ -37,6 +37,10 @@ def test_defaults_and_parsing(tmp_path: Path) -> None:
         ("PHOENIX_UNKNOWN_ENTITY_POLICY", "ignore"),
         ("PHOENIX_KAFKA_URL", "localhost:9092"),
         ("PHOENIX_HEARTBEAT_S", "60"),
+        ("PHOENIX_TOPIC_REPLICATION", "0"),
+        ("PHOENIX_TOPIC_REPLICATION", "three"),
+        ("PHOENIX_TOPIC_MIN_INSYNC", "0"),
+        ("PHOENIX_TOPIC_MIN_INSYNC", "2"),  # more than the default replication of 1
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str, tmp_path: Path) -> None:
@@ -86,3 +90,16 @@ def test_flags_read_common_spellings_and_refuse_others() -> None:
     assert Settings.from_env({"PHOENIX_AUTO_PROMOTE": "0"}).auto_promote is False
     with pytest.raises(ConfigError, match="PHOENIX_AUTO_PROMOTE"):
         Settings.from_env({"PHOENIX_AUTO_PROMOTE": "maybe"})
+
+
+def test_topic_durability_defaults_fit_one_node_and_can_be_raised(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"PHOENIX_STATE_DIR": str(tmp_path)})
+    assert (defaults.topic_replication, defaults.topic_min_insync) == (1, 1)
+    raised = Settings.from_env(
+        {
+            "PHOENIX_STATE_DIR": str(tmp_path),
+            "PHOENIX_TOPIC_REPLICATION": "3",
+            "PHOENIX_TOPIC_MIN_INSYNC": "2",
+        }
+    )
+    assert (raised.topic_replication, raised.topic_min_insync) == (3, 2)

@@ -33,7 +33,14 @@ def test_a_list_in_each_spelling(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["127.0.0.1:9092", "kafka://", "kafka://host", "kafka://host:0", "kafka://h:1,:2", "kafka://h:x"],
+    [
+        "127.0.0.1:9092",
+        "kafka://",
+        "kafka://host",
+        "kafka://host:0",
+        "kafka://h:1,:2",
+        "kafka://h:x",
+    ],
 )
 def test_a_malformed_url_names_the_variable(url: str) -> None:
     with pytest.raises(ConfigError, match="PHOENIX_KAFKA_URL"):

@@ -32,6 +32,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from phoenix_stream.exceptions import FeatureStoreError
 from phoenix_stream.features.codec import StoredFeatures
 from phoenix_stream.features.store import FeatureStore
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.tools.bench.kafka_io import bootstrap
 from phoenix_stream.tools.bench.scorer import DirectScorer
 
@@ -103,8 +104,8 @@ async def run(args: argparse.Namespace) -> int:
         heartbeat_interval_ms=1500,
         fetch_max_wait_ms=10,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(args.kafka_url),
+    producer = new_producer(
+        args.kafka_url,
         linger_ms=args.linger_ms,
         max_batch_size=1_048_576,
         max_request_size=4 * 1_048_576,

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from phoenix_stream.exceptions import FeatureStoreError
 from phoenix_stream.features.codec import StoredFeatures
 from phoenix_stream.features.store import FeatureStore
-from phoenix_stream.tools.bench.kafka_io import bootstrap
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.tools.bench.scorer import DirectScorer
 
 log = logging.getLogger("phoenix_stream.tools.bench.http_baseline")
@@ -90,9 +90,7 @@ async def serve(args: argparse.Namespace) -> None:
     """Open Redis and Kafka, serve until a stop signal, close everything."""
     scorer = DirectScorer(args.models_dir, args.model, args.version)
     store = FeatureStore(args.redis_url, timeout_s=args.redis_timeout_s)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(args.kafka_url), linger_ms=args.linger_ms
-    )
+    producer = new_producer(args.kafka_url, linger_ms=args.linger_ms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.exceptions import ServiceError
 from phoenix_stream.settings import bootstrap_servers
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.tools.bench.stats import OutputStamp
 
 __all__ = [
@@ -70,8 +71,8 @@ async def produce_records(
     kafka_url: str, topic: str, records: Iterable[tuple[bytes, bytes]]
 ) -> dict[int, int]:
     """Produce (key, value) records and wait for delivery; end offset per partition."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(kafka_url),
+    producer = new_producer(
+        kafka_url,
         linger_ms=5,
         max_batch_size=1_048_576,
         max_request_size=4 * 1_048_576,

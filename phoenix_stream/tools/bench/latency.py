@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.tools.bench.kafka_io import bootstrap, partitions_of
 from phoenix_stream.tools.bench.stats import percentile
 
@@ -95,7 +96,7 @@ async def measure_latency(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False, fetch_max_wait_ms=10
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(kafka_url), linger_ms=0)
+    producer = new_producer(kafka_url, linger_ms=0)
     await consumer.start()
     await producer.start()
     done = asyncio.Event()

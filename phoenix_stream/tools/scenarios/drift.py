@@ -31,13 +31,13 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaProducer
 from scipy import special
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.rollout import TOKEN, put_deployment
@@ -203,9 +203,7 @@ async def _traffic(
     Request ids carry the run's ``tag``: runs sharing a database must not share ids.
     """
     rng = np.random.default_rng(config.seed)
-    producer = track_sent_topics(
-        AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
-    )
+    producer = track_sent_topics(new_producer(settings.kafka_url, linger_ms=5))
     await producer.start()
     due: deque[tuple[float, list[tuple[str, int]]]] = deque()
     counter = 0

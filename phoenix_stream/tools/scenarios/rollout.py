@@ -27,11 +27,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.scenarios.models import (
@@ -223,9 +223,7 @@ async def _traffic(
     sink keeps the first prediction of an id, the feedback store its first label).
     """
     rng = np.random.default_rng(config.seed)
-    producer = track_sent_topics(
-        AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
-    )
+    producer = track_sent_topics(new_producer(settings.kafka_url, linger_ms=5))
     await producer.start()
     due: deque[tuple[float, list[tuple[str, int]]]] = deque()
     started = time.monotonic()
