@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
@@ -68,6 +69,7 @@ async def count_rows(dsn: str, query: str, *args: Any) -> int:
         await connection.close()
 
 
+@pytest.mark.brokers("tansu", "kafka")
 async def test_every_agent_dead_letters_undecodable_bytes_and_goes_on(
     worker_factory: Any, producer: AIOKafkaProducer, services: ServiceAddresses
 ) -> None:

@@ -105,6 +105,7 @@ async def test_admin_endpoints_refuse_without_the_token(
     assert status == 403 and "off" in body["error"]
 
 
+@pytest.mark.brokers("tansu", "kafka")
 async def test_a_change_reaches_both_workers_and_the_http_view(
     workers: list[WorkerProcess], producer: AIOKafkaProducer
 ) -> None:

@@ -331,6 +331,7 @@ async def test_shifted_traffic_drifts_and_alarms_once(
     ], requests
 
 
+@pytest.mark.brokers("tansu", "kafka")
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_restart_mid_window_carries_the_run_on(
     worker_factory: Any, producer: AIOKafkaProducer, how: str

@@ -131,6 +131,7 @@ async def test_requests_become_predictions_and_rows(
     assert skipped >= skipped_before + 1
 
 
+@pytest.mark.brokers("tansu", "kafka")
 async def test_bad_records_are_dead_lettered_and_good_ones_flow(
     worker: WorkerProcess, producer: AIOKafkaProducer
 ) -> None:

@@ -61,6 +61,7 @@ async def topics_known_after_a_refresh(servers: str, *, tracked: bool) -> set[st
         await producer.stop()
 
 
+@pytest.mark.brokers("tansu", "kafka")
 @pytest.mark.parametrize("tracked", [True, False], ids=["tracked", "stock"])
 async def test_a_topic_sent_to_stays_in_the_producers_metadata(
     services: ServiceAddresses, tracked: bool

@@ -116,6 +116,7 @@ async def stop(*workers: WorkerProcess) -> None:
         await asyncio.to_thread(worker.stop)
 
 
+@pytest.mark.brokers("tansu", "kafka")
 async def test_sigkill_mid_stream_loses_and_doubles_nothing(
     worker_factory: Any, producer: AIOKafkaProducer, services: ServiceAddresses
 ) -> None:
@@ -149,6 +150,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
 # With every agent, tables' changelog recovery makes the rebalance long: Faust then skips
 # queued records and acks them unprocessed, which lost hundreds of rows (about 1 run in 3)
 # before the consumer refused those acks (streaming/transport.py).
+@pytest.mark.brokers("tansu", "kafka")
 @pytest.mark.parametrize("agents", [DEFAULT_AGENTS, ALL_AGENTS], ids=["default-agents", "all"])
 async def test_worker_joining_mid_stream_shares_the_work(
     agents: tuple[str, ...],
