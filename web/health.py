@@ -11,7 +11,7 @@ from faust import web
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
-from phoenix_stream.streaming.transport import broker_round_trip
+from phoenix_stream.streaming.transport import cluster_health
 from phoenix_stream.web.responses import json_response
 
 # A readiness probe must answer fast even when a dependency hangs, seconds.
@@ -41,19 +41,35 @@ async def _probe(name: str, check: Awaitable[bool]) -> str | None:
     return None if ok else reason
 
 
-async def _kafka_answers() -> bool:
-    """True once a broker answered a metadata request (raises otherwise)."""
-    await broker_round_trip(app)
+# Broker ids this worker has seen in a metadata answer (to name one that has gone).
+_BROKERS_SEEN: set[int] = set()
+
+
+async def _kafka_answers(cluster: dict[str, object]) -> bool:
+    """True once a broker answered a metadata request (raises otherwise).
+
+    The same answer says which brokers are there and which partitions of the worker's
+    topics lack a leader or in-sync replicas (kept for the ``kafka`` field of /ready).
+    """
+    topics = [settings.topic(name) for name in _OUR_TOPICS]
+    health = await cluster_health(app, topics, _BROKERS_SEEN)
+    cluster.update(health.to_json())
     return True
 
 
-async def readiness() -> dict[str, str]:
-    """Name -> reason for every dependency that is not ready (empty when all are)."""
+_OUR_TOPICS = ("requests", "predictions", "shadow-predictions", "deployments", "feedback")
+
+
+async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
+    """Name -> reason for every dependency that is not ready (empty when all are).
+
+    ``cluster`` receives what the broker said of itself (``ClusterHealth.to_json``).
+    """
     runtime = app.runtime
     checks = {
         "redis": runtime.features.ping(),
         "postgres": runtime.sink.ping(),
-        "kafka": _kafka_answers(),
+        "kafka": _kafka_answers({} if cluster is None else cluster),
     }
     results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
     failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
@@ -79,10 +95,14 @@ class ReadyView(web.View):
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """503 names each dependency that is not ready and why."""
-        failing = await readiness()
+        cluster: dict[str, object] = {}
+        failing = await readiness(cluster)
+        # What the broker said: a missing broker or an under-replicated partition is
+        # degraded service, not unreadiness (acks=all still holds with enough in sync).
+        kafka = cluster or None
         if failing:
-            return json_response({"ready": False, "failing": failing}, 503)
-        return json_response({"ready": True, "failing": {}})
+            return json_response({"ready": False, "failing": failing, "kafka": kafka}, 503)
+        return json_response({"ready": True, "failing": {}, "kafka": kafka})
 
 
 @app.page("/metrics")

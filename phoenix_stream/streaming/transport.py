@@ -29,6 +29,8 @@ module only, so an upgrade has one place to check.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import aiokafka
@@ -250,3 +252,53 @@ async def broker_round_trip(app: faust.App) -> None:
     caller bounds it (a connection attempt alone may take ``request_timeout_ms``).
     """
     await kafka_producer(app).client.fetch_all_metadata()
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """What one metadata answer says of the cluster and of the partitions of ``topics``.
+
+    ``brokers`` are the node ids the cluster advertises now; ``missing`` those seen
+    earlier by this worker and gone; ``under_replicated`` and ``leaderless`` map a topic
+    to its partitions with fewer in-sync replicas than replicas, or with no leader.
+    """
+
+    brokers: tuple[int, ...]
+    missing: tuple[int, ...]
+    under_replicated: dict[str, list[int]]
+    leaderless: dict[str, list[int]]
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON form ``/ready`` answers with."""
+        return {
+            "brokers": list(self.brokers),
+            "missing_brokers": list(self.missing),
+            "under_replicated": self.under_replicated,
+            "leaderless": self.leaderless,
+        }
+
+
+async def cluster_health(app: faust.App, topics: Iterable[str], seen: set[int]) -> ClusterHealth:
+    """One metadata round trip (as ``broker_round_trip``), read for replicas and leaders.
+
+    ``seen`` collects every broker id answered so far (the caller keeps it), so that a
+    broker that has gone from the answer can be named.
+
+    aiokafka 0.14 keeps each partition's replicas and in-sync replicas only in the private
+    ``ClusterMetadata._partitions``; the public accessors give leaders alone. On Tansu
+    every partition has one replica, so nothing is ever under-replicated there.
+    """
+    metadata: Any = await kafka_producer(app).client.fetch_all_metadata()
+    brokers = tuple(sorted(broker.nodeId for broker in metadata.brokers()))
+    seen.update(brokers)
+    under: dict[str, list[int]] = {}
+    leaderless: dict[str, list[int]] = {}
+    partitions: dict[str, dict[int, Any]] = metadata._partitions
+    for topic in topics:
+        for number, partition in sorted(partitions.get(topic, {}).items()):
+            if partition.leader == -1:
+                leaderless.setdefault(topic, []).append(number)
+            if len(partition.isr) < len(partition.replicas):
+                under.setdefault(topic, []).append(number)
+    missing = tuple(sorted(seen - set(brokers)))
+    return ClusterHealth(brokers, missing, under, leaderless)

@@ -7,7 +7,7 @@ other's records; the broker is started fresh for the session (a restart loses to
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -33,9 +33,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def seeded(services: ServiceAddresses) -> int:
-    """Profiles of entities c000000..c001999 in Redis."""
-    return await seed_feature_store(services.redis_url, SEEDED_ENTITIES)
+async def seeded(backing_services: ServiceAddresses) -> int:
+    """Profiles of entities c000000..c001999 in Redis (whatever the broker)."""
+    return await seed_feature_store(backing_services.redis_url, SEEDED_ENTITIES)
 
 
 def make_settings(
@@ -71,6 +71,25 @@ def worker_factory(
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def factory_for(
+    models_dir: Path, seeded: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[ServiceAddresses], _Factory]]:
+    """Worker factories on other services (a cluster a test starts itself); all stopped."""
+    made: list[_Factory] = []
+
+    def build(addresses: ServiceAddresses) -> _Factory:
+        factory = _Factory(addresses, models_dir, tmp_path_factory.mktemp("workers"))
+        made.append(factory)
+        return factory
+
+    try:
+        yield build
+    finally:
+        for factory in made:
+            factory.stop_all()
 
 
 class _Factory:
