@@ -417,13 +417,21 @@ async def demo(self: AppCommand, duration: float, rate: float, entities: int) ->
         show_default=True,
         help="Requests per throughput phase.",
     ),
+    option(
+        "--broker",
+        type=click.Choice(list(BROKER_KINDS)),
+        default="tansu",
+        show_default=True,
+        help="Embedded broker to start (unless every PHOENIX_*_URL is set): tansu or kafka.",
+    ),
     base=ProjectCommand,
 )
-async def bench(self: AppCommand, json_path: Path | None, n_requests: int) -> None:
+async def bench(self: AppCommand, json_path: Path | None, n_requests: int, broker: str) -> None:
     """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""
     from phoenix_stream.tools.bench.runner import BenchConfig, run_bench
 
-    result: dict[str, Any] = await run_bench(settings, BenchConfig(requests=n_requests))
+    config = BenchConfig(requests=n_requests, broker=broker)
+    result: dict[str, Any] = await run_bench(settings, config)
     if json_path is not None:
         await asyncio.to_thread(json_path.write_text, json.dumps(result, indent=2) + "\n")
 

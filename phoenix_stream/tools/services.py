@@ -21,18 +21,21 @@ def services_given() -> bool:
 
 @asynccontextmanager
 async def running_services(
-    settings: Settings, services_dir: Path, *, own: bool
+    settings: Settings, services_dir: Path, *, own: bool, broker: str = "tansu"
 ) -> AsyncIterator[Settings]:
     """``settings`` pointing at running services.
 
-    With ``own``, the embedded services are started under ``services_dir`` and stopped
-    on the way out, whatever happened inside; otherwise ``settings`` is used as it is.
+    With ``own``, the embedded services (``broker``: tansu or kafka) are started under
+    ``services_dir`` and stopped on the way out, whatever happened inside; otherwise
+    ``settings`` is used as it is.
     """
     if not own:
         yield settings
         return
     try:  # a start that fails half-way stops what it started too
-        addresses = await asyncio.to_thread(start_services, services_dir)
+        addresses = await asyncio.to_thread(
+            start_services, services_dir, SERVICE_NAMES, broker=broker
+        )
         yield settings.with_overrides(
             kafka_url=addresses.kafka_url,
             redis_url=addresses.redis_url,

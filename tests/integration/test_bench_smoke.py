@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.settings import Settings
 from phoenix_stream.tools.bench.runner import BenchConfig, run_bench
@@ -34,6 +36,7 @@ FIGURES = (
 )
 
 
+@pytest.mark.brokers("tansu", "kafka")
 async def test_bench_measures_every_figure(
     services: ServiceAddresses, models_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ class BenchConfig:
     probes of the idle worker afterwards)."""
 
     requests: int = 60_000
+    broker: str = "tansu"  # embedded broker when the bench starts its own: tansu or kafka
     batch: int = 100
     latency_rate: float = 500
     latency_seconds: float = 10

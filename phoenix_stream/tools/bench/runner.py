@@ -130,8 +130,10 @@ async def run_bench(
     run: BenchPhases | None = None
     with _cancel_on_signals():
         if own_services:
-            say(f"starting embedded services under {services_dir} ...")
-        async with running_services(settings, services_dir, own=own_services) as settings:
+            say(f"starting embedded services ({config.broker}) under {services_dir} ...")
+        async with running_services(
+            settings, services_dir, own=own_services, broker=config.broker
+        ) as settings:
             try:
                 if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
                     say(f"trained the demo models into {settings.models_dir}")
@@ -139,6 +141,7 @@ async def run_bench(
                 say(f"seeded {seeded} entities; logs under {work_dir}")
                 run = BenchPhases(settings, config, work_dir)
                 result = await _run_phases(run)
+                result["broker"] = config.broker if own_services else settings.kafka_url
             finally:
                 if run is not None:  # before the services its workers use
                     run.stop_all()
