@@ -15,6 +15,11 @@ rm -rf build/typecheck build/lib && mkdir -p build
 python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck . \
   2> build/typecheck.log || { cat build/typecheck.log >&2; exit 1; }
 MYPYPATH=build/typecheck mypy
+# The Apache Kafka tier needs the broker's jars: fetched once with Maven into a cache
+# (~/.cache/phoenix-stream), reused offline after that. PHOENIX_TEST_BROKERS=tansu skips it.
+if [[ ",${PHOENIX_TEST_BROKERS:-tansu,kafka}," == *",kafka,"* ]]; then
+  python -c 'from phoenix_stream.embedded.kafka_jars import main; main()'
+fi
 set +e
 pytest "$@"
 code=$?

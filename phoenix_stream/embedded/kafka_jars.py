@@ -180,3 +180,12 @@ def _fetch(root: Path, lib: Path, version: str) -> None:
             shutil.rmtree(lib)
         staging.rename(lib)
     (root / _MARKER).write_text("\n".join(p.name for p in jars) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    """Fetch (or find) the jars and print where (scripts/test.sh runs it before pytest)."""
+    try:
+        java_executable()
+        print(f"Apache Kafka {KAFKA_VERSION} jars: {ensure_kafka_jars()}")
+    except ServiceError as exc:
+        raise SystemExit(f"error: {exc}") from None

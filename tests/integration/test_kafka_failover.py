@@ -166,6 +166,7 @@ async def eventually(check: Callable[[], Any], timeout_s: float) -> bool:
 
 
 @pytest.mark.brokers("kafka")
+@pytest.mark.timeout(900)  # three JVMs start and one restarts on a busy 2-core machine
 async def test_a_broker_dies_under_load_and_nothing_is_lost(
     cluster: KafkaClusterService,
     factory_for: Callable[[ServiceAddresses], Any],
