@@ -270,7 +270,7 @@ def _acked(consumer: Any, *offsets: int) -> None:
     consumer._acked_index[REQUESTS] = set(offsets)
 
 
-def test_faust_commits_a_record_its_stream_skipped_in_a_rebalance_the_patch_does_not(
+def test_faust_commits_a_skipped_record_the_patch_does_not(
     stock: Any,
 ) -> None:
     stock._committed_offset[REQUESTS] = 100
@@ -286,7 +286,7 @@ def test_faust_commits_a_record_its_stream_skipped_in_a_rebalance_the_patch_does
     assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) is None
 
 
-async def test_faust_commits_over_records_dropped_at_a_generation_change_the_patch_does_not(
+async def test_faust_commits_over_dropped_records_the_patch_does_not(
     stock: Any,
 ) -> None:
     # 100-129 were fetched, then dropped (its fetch loop broke on a generation change
@@ -301,7 +301,7 @@ async def test_faust_commits_over_records_dropped_at_a_generation_change_the_pat
     assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) is None
 
 
-def test_faust_commits_over_one_unprocessed_head_record_the_patch_does_not(stock: Any) -> None:
+def test_faust_commits_over_the_head_record_the_patch_does_not(stock: Any) -> None:
     stock._committed_offset[REQUESTS] = 100  # the next offset to read
     _acked(stock, 101, 102)  # 100 never processed
     assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) == 103  # 100 is lost
