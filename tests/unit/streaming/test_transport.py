@@ -3,18 +3,20 @@
 Faust 0.15.3's rebalance handling can drop fetched records (its fetch loop breaks on a
 generation change after the position moved on), ack records its stream skipped, and
 commit over forward jumps in offsets. These tests drive each patch on a consumer built
-without a broker; a real worker's consumer runs them in every integration test, and
-workers joining under load, with every agent and table on, in
-tests/integration/test_worker_faults.py.
+without a broker, the last three through Faust's own bookkeeping (each fails without its
+patch); a real worker's consumer runs them in every integration test, and workers joining
+under load, with every agent and table on, in tests/integration/test_worker_faults.py.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from intervaltree import IntervalTree
 from mode.utils.queues import FlowControlEvent
 
 from phoenix_stream import metrics
@@ -76,8 +78,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     return seen
 
 
-@pytest.fixture
-def consumer(calls: dict[str, list[Any]]) -> Any:
+def _bare_consumer(seeks: list[Any]) -> Any:
+    """The patched consumer without a broker or thread; its seeks land in ``seeks``."""
     patched: Any = _ShortFetchConsumer.__new__(_ShortFetchConsumer)
     patched.app = _App(generation=7)
     patched._acked = {}
@@ -85,10 +87,15 @@ def consumer(calls: dict[str, list[Any]]) -> Any:
     patched._unacked_messages = set()
 
     async def seek(tp: TP, offset: int) -> None:
-        calls["seek"].append((tp, offset))
+        seeks.append((tp, offset))
 
     patched.seek = seek
     return patched
+
+
+@pytest.fixture
+def consumer(calls: dict[str, list[Any]]) -> Any:
+    return _bare_consumer(calls["seek"])
 
 
 def test_an_ack_of_the_current_generation_with_flow_active_is_kept(
@@ -232,3 +239,71 @@ async def test_no_seek_while_flow_is_suspended_or_when_the_hole_moves(
     await consumer.commit()
     await consumer.commit()
     assert calls["seek"] == []
+
+
+# Faust's own bookkeeping (nothing replaced), in the state a rebalance leaves: each test
+# shows the flaw in Faust 0.15.3 through its own methods, then that the patch closes it.
+# Remove a patch and its test fails; once Faust fixes a flaw, the stock half fails.
+
+
+class _Topics(list[_Topic]):
+    def acks_enabled_for(self, topic: str) -> bool:
+        return True
+
+
+@pytest.fixture
+def stock() -> Any:
+    """The patched consumer over Faust's own state containers; Faust's methods unpatched."""
+    consumer = _bare_consumer([])
+    consumer.app.topics = _Topics(consumer.app.topics)
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._n_acked = 0
+    consumer._waiting_for_ack = None
+    return consumer
+
+
+def _acked(consumer: Any, *offsets: int) -> None:
+    consumer._acked[REQUESTS] = list(offsets)
+    consumer._acked_index[REQUESTS] = set(offsets)
+
+
+def test_faust_commits_a_skipped_record_the_patch_does_not(
+    stock: Any,
+) -> None:
+    stock._committed_offset[REQUESTS] = 100
+    stock.app.flow_control.suspend()  # the stream skips record 100 and acks it
+    stale = guarded(100)
+    stale.incref()
+    assert faust_aiokafka.Consumer.ack(stock, stale) is True  # Faust: counted as done
+    assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) == 101  # 100 is lost
+    stock._acked_index[REQUESTS].clear()
+    again = guarded(100)
+    again.incref()
+    assert again.ack(stock) is False  # the patch: refused
+    assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) is None
+
+
+async def test_faust_commits_over_dropped_records_the_patch_does_not(
+    stock: Any,
+) -> None:
+    # 100-129 were fetched, then dropped (its fetch loop broke on a generation change
+    # with the position past them); 130 is read next, so its drain loop adds a gap.
+    stock._committed_offset[REQUESTS] = 100
+    await faust_aiokafka.Consumer._add_gap(stock, REQUESTS, 100, 130)
+    _acked(stock, 130, 131)
+    assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) == 131  # 100-129 lost
+    stock._gap.clear()
+    await stock._add_gap(REQUESTS, 100, 130)  # the patch: no gap on this topic
+    _acked(stock, 130, 131)
+    assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) is None
+
+
+def test_faust_commits_over_the_head_record_the_patch_does_not(stock: Any) -> None:
+    stock._committed_offset[REQUESTS] = 100  # the next offset to read
+    _acked(stock, 101, 102)  # 100 never processed
+    assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) == 103  # 100 is lost
+    _acked(stock, 101, 102)
+    assert stock._new_offset(REQUESTS) is None
