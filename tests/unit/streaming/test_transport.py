@@ -232,3 +232,13 @@ async def test_no_seek_while_flow_is_suspended_or_when_the_hole_moves(
     await consumer.commit()
     await consumer.commit()
     assert calls["seek"] == []
+
+
+def test_group_membership_counts_only_an_accepted_join() -> None:
+    from phoenix_stream.streaming.transport import GroupMembership
+
+    assert not GroupMembership("g", "", -1).joined  # never joined
+    assert not GroupMembership("g", "m-1", -1).joined  # member id only: join not accepted
+    assert GroupMembership("g", "m-1", 0).joined  # generations start at 0 on some brokers
+    refused = GroupMembership("g", "", -1, "InconsistentGroupProtocolError: ...")
+    assert not refused.joined and refused.refused
