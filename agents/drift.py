@@ -29,7 +29,7 @@ from phoenix_stream.drift.counts import count_predictions, decode_counts
 from phoenix_stream.drift.metrics_export import DriftMetrics
 from phoenix_stream.drift.monitor import DriftMonitor
 from phoenix_stream.drift.report import DriftReport
-from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.exceptions import ShuttingDown, ValidationError
 from phoenix_stream.lifecycle.retraining import RetrainRequest
 from phoenix_stream.messages.requests import load_json
 from phoenix_stream.storage.drift import DriftStore
@@ -201,7 +201,11 @@ async def drift_window_agent(stream: Any) -> None:
         await runtime.emitter.emit(out)
 
     async for event in stream.events():  # one at a time: table writes need the event
-        await policy.run([InRecord.of(event.message)], handle)
+        try:
+            await policy.run([InRecord.of(event.message)], handle)
+        except ShuttingDown as exc:  # left unacked; ending beats a restart mid-stop
+            log.warning("%s; the agent ends with the stop", exc)
+            return
 
 
 def _starts(value: Any) -> list[float]:

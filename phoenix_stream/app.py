@@ -19,6 +19,7 @@ from mode import ServiceT
 from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
+from phoenix_stream.stop_deadline import StopDeadline
 from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
 from phoenix_stream.streaming.transport import ShortFetchTransport
 
@@ -46,16 +47,23 @@ COMPONENT_MODULES = (
 
 
 class PhoenixApp(faust.App):
-    """``faust.App`` with the short-fetch transport; its topics and runtime start first."""
+    """``faust.App`` with the short-fetch transport; its topics and runtime start first,
+    and a stop ends within ``PHOENIX_STOP_TIMEOUT_S``."""
 
     runtime: Runtime
     settings: Settings
     topic_declarations: TopicDeclarations
+    stop_deadline: StopDeadline
 
     def _new_transport(self) -> Any:
         transport = ShortFetchTransport(self.conf.broker_consumer, self)
         transport.fetch_max_wait_ms = self.settings.fetch_max_wait_ms
         return transport
+
+    async def on_stop(self) -> None:
+        # First thing of a stop: from now on the process ends within stop_timeout_s.
+        self.stop_deadline.arm()
+        await super().on_stop()
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         # Children start in this order. The topics first: any producer or consumer that
@@ -111,6 +119,7 @@ def create_app(settings: Settings) -> PhoenixApp:
         settings.kafka_url, app_topic_specs(settings).values()
     )
     app.runtime = Runtime(settings, app)
+    app.stop_deadline = StopDeadline(settings.stop_timeout_s)
     return app
 
 

@@ -85,6 +85,7 @@ ENV: dict[str, str] = {
     "retrain_min_rows": "PHOENIX_RETRAIN_MIN_ROWS",
     "retrain_max_rows": "PHOENIX_RETRAIN_MAX_ROWS",
     "retrain_wait_s": "PHOENIX_RETRAIN_WAIT_S",
+    "stop_timeout_s": "PHOENIX_STOP_TIMEOUT_S",
 }
 
 
@@ -166,6 +167,9 @@ class Settings:
     retrain_min_rows: int = 2000
     retrain_max_rows: int = 50_000
     retrain_wait_s: float = 240.0
+    # A stopping worker exits within this many seconds, however its stop goes: what it
+    # had not finished stays unacknowledged on the topics and is read again.
+    stop_timeout_s: float = 25.0
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -235,6 +239,7 @@ class Settings:
             "topic_min_insync",
             "between 1 and PHOENIX_TOPIC_REPLICATION",
         )
+        _check(1 <= self.stop_timeout_s <= 600, "stop_timeout_s", "between 1 and 600 seconds")
         _check(self.retrain_window_s > 0, "retrain_window_s", "a positive number")
         _check(
             self.retrain_min_rows >= 1000,

@@ -11,7 +11,7 @@ from faust import web
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
-from phoenix_stream.streaming.transport import cluster_health
+from phoenix_stream.streaming.transport import cluster_health, group_membership
 from phoenix_stream.web.responses import json_response
 
 # A readiness probe must answer fast even when a dependency hangs, seconds.
@@ -73,6 +73,17 @@ async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
     }
     results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
     failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
+    # Not in its consumer group: the worker takes no records (its HTTP answers go to
+    # Kafka, but nothing of its group would be read by it).
+    membership = group_membership(app)
+    metrics.READY.labels(dependency="kafka group").set(1 if membership.joined else 0)
+    if not membership.joined:
+        why = (
+            f"the broker refused its join: {membership.refused}"
+            if membership.refused
+            else "joining"
+        )
+        failing["kafka group"] = f"not a member of consumer group {membership.group_id!r} ({why})"
     # Read only: loads happen off the loop (ServingModels.prepare), never in a probe. Only
     # versions that serve or wait to serve count: a failed version nobody deploys any more
     # is history (its failure stays in the metrics and the log).
@@ -91,7 +102,8 @@ async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
 
 @app.page("/ready")
 class ReadyView(web.View):
-    """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer, else 503."""
+    """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer and the worker is
+    in its consumer group, else 503."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """503 names each dependency that is not ready and why."""

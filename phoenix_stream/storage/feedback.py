@@ -291,17 +291,22 @@ class FeedbackStore:
 
         Safe to retry: a label stored by an attempt whose answer was lost is a duplicate
         of itself the next time (counted as a duplicate, never stored twice). Raises
-        SinkError at once for a failure no retry mends, and when the worker is stopping.
+        SinkError at once for a failure no retry mends, and for a failed attempt while the
+        worker is stopping (no retry then: the labels stay unacknowledged on the topic).
+        A stopping worker still makes the attempt: a write takes milliseconds, and every
+        batch written is one the next owner need not read again.
         """
         attempt = 0
         while True:
-            if self._is_stopping():
-                raise SinkError(f"stopping; {len(items)} feedback labels were not written")
             try:
                 return await self.write(items)
             except SinkError as exc:
                 if not is_transient(exc.__cause__):
                     raise
+                if self._is_stopping():
+                    raise SinkError(
+                        f"stopping; {len(items)} feedback labels were not written: {exc}"
+                    ) from exc.__cause__
                 delay = backoff_delay(attempt, self.min_backoff_s, self.max_backoff_s, self._rng)
                 attempt += 1
                 self.retries += 1

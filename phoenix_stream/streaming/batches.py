@@ -7,11 +7,15 @@ at-least-once, with idempotent consumers downstream.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from phoenix_stream.exceptions import ShuttingDown
 from phoenix_stream.streaming.failure_policy import FailurePolicy, Handler
 from phoenix_stream.streaming.records import InRecord
+
+log = logging.getLogger(__name__)
 
 Grouper = Callable[[Sequence[InRecord]], Iterable[Sequence[InRecord]]]
 
@@ -33,11 +37,19 @@ async def run_batches(
     """Consume ``stream`` in batches of up to ``take`` events (or ``within_s`` seconds).
 
     ``groups`` splits a batch into the units handed to the policy, bounding the work
-    (and the replay after an isolated failure) of one handler call.
+    (and the replay after an isolated failure) of one handler call. Returns when the
+    stream ends, or when the worker stops with a batch not handled (left unacked).
     """
     async for events in stream.noack_take(take, within=within_s):
         records = [InRecord.of(event.message) for event in events]
-        for group in groups(records):
-            await policy.run(group, handle)
+        try:
+            for group in groups(records):
+                await policy.run(group, handle)
+        except ShuttingDown as exc:
+            # Not acked, so not committed: the next owner reads the batch again. The
+            # agent ends here rather than crash (a crashed agent is restarted even while
+            # the worker stops, and the stop then waits for it).
+            log.warning("%s; the agent ends with the stop", exc)
+            return
         for event in events:
             await stream.ack(event)

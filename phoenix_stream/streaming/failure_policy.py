@@ -10,8 +10,11 @@ record would park its partition until a rebalance replays it into the same crash
   the records that fail alone are found; those are dead-lettered as
   ``processing_error`` with the exception, the rest is handled as usual. A poison record
   in a batch of n costs about 2 log2(n) extra handler calls, not n;
-- while the worker **stops**, errors propagate: the events stay unacknowledged and are
-  redelivered to the next owner of the partition.
+- while the worker **stops**, a failure ends the batch with ``ShuttingDown`` (cause
+  kept): the events stay unacknowledged and are redelivered to the next owner of the
+  partition. The agent loop (``streaming.batches``) then returns instead of crashing:
+  Faust's supervisor restarts a crashed agent even during a stop, and the restarted
+  agent held the stop up for good (78 s and more, until SIGKILL).
 
 Each failure is counted and logged with the agent, topic, partition and offset.
 """
@@ -26,7 +29,13 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiokafka.errors
 
 from phoenix_stream import metrics
-from phoenix_stream.exceptions import FeatureStoreError, ProduceError, SinkError, Undeliverable
+from phoenix_stream.exceptions import (
+    FeatureStoreError,
+    ProduceError,
+    ShuttingDown,
+    SinkError,
+    Undeliverable,
+)
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.storage.sink import is_transient as is_transient_database_error
 from phoenix_stream.streaming.emitter import BatchEmitter
@@ -79,7 +88,11 @@ class FailurePolicy:
                 return
             except Exception as exc:
                 if self._is_stopping():
-                    raise  # leave the events unacked: the next owner gets them again
+                    # Leave the events unacked: the next owner gets them again.
+                    raise ShuttingDown(
+                        f"{self.agent}: stopping; {len(records)} records from "
+                        f"{_where(records)} left unacknowledged ({exc!r})"
+                    ) from exc
                 if not is_transient(exc):
                     failure = exc
                     break

@@ -34,6 +34,9 @@ Tansu with all four off, 1 run: 8 requests lost (the joining test with every age
 None of the four is shown needed on Kafka in these few runs, yet all four flaws are in
 Faust's client code, whatever the broker (the broker only decides how often a rebalance
 finds records in flight), so each is kept on both brokers.
+It also picks a group protocol by the worker's tables, so that workers with different
+agent sets could not share a group; every worker now uses Faust's assignor. And
+``group_membership`` reads whether the worker is in its group (for ``/ready``).
 
 All of this reaches into private attributes of Faust and aiokafka; it is kept in this
 module only, so an upgrade has one place to check.
@@ -41,13 +44,16 @@ module only, so an upgrade has one place to check.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
+from aiokafka import errors as kafka_errors
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
@@ -55,6 +61,29 @@ from faust.types.tuples import ConsumerMessage
 from phoenix_stream import metrics
 
 log = logging.getLogger(__name__)
+
+
+# A worker out of its group after a refused join tries again this often, seconds; and
+# logs it at most this often, seconds.
+JOIN_RETRY_S = 1.0
+JOIN_REFUSED_LOG_S = 30.0
+# JoinGroup errors that aiokafka 0.14 treats as fatal (it never retries them by itself).
+_JOIN_REFUSALS: tuple[type[BaseException], ...] = (
+    kafka_errors.InconsistentGroupProtocolError,
+    kafka_errors.InvalidSessionTimeoutError,
+    kafka_errors.InvalidGroupIdError,
+)
+_JOIN_REFUSAL_HINTS: dict[type[BaseException], str] = {
+    kafka_errors.InconsistentGroupProtocolError: (
+        "members of the group use another group protocol than Faust's: workers of an "
+        "older phoenix-stream without tables use 'roundrobin'; stop them, or give this "
+        "worker another PHOENIX_APP_ID"
+    ),
+    kafka_errors.InvalidSessionTimeoutError: (
+        "the broker does not accept PHOENIX_SESSION_TIMEOUT_S (see its "
+        "group.min/max.session.timeout.ms)"
+    ),
+}
 
 
 class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -65,13 +94,72 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     Kafka does so as Tansu does. Client-side, so it applies on both brokers.
     """
 
+    join_refused: str | None = None  # why the broker refused the latest join, if it did
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         wait_ms = cast(ShortFetchTransport, transport).fetch_max_wait_ms
         consumer._fetch_max_wait_ms = wait_ms
         log.info("worker consumer fetch_max_wait_ms=%d (Faust's default: 1500)", wait_ms)
+        # One group protocol for every worker, whatever its agents. Faust 0.15.3 offers
+        # its own assignor (protocol "faust") only when the app has changelog tables or
+        # standbys, else aiokafka's round robin (protocol "roundrobin"): a worker with the
+        # drift tables and one without have no protocol in common, and the broker refuses
+        # the second one's JoinGroup (InconsistentGroupProtocolError, fatal: it never
+        # joins). Faust's assignor gives each topic only to the members subscribed to it,
+        # so workers with different agent sets share the group. Read by start(), which
+        # builds the GroupCoordinator.
+        self._assignor = self.app.assignor
+        consumer._partition_assignment_strategy = [self.app.assignor]
         return consumer
+
+    async def on_start(self) -> None:
+        # In the consumer thread's loop, where the aiokafka consumer and its futures live.
+        await super().on_start()
+        self._join_watch = asyncio.get_running_loop().create_task(self._watch_join_refusals())
+
+    async def on_thread_stop(self) -> None:
+        watch: asyncio.Task[None] | None = getattr(self, "_join_watch", None)
+        if watch is not None:
+            watch.cancel()
+        await super().on_thread_stop()
+
+    async def _watch_join_refusals(self) -> None:
+        """Hand a refused join back to the coordinator, so that it tries again; log it.
+
+        aiokafka 0.14's coordinator keeps a fatal JoinGroup error (another group protocol
+        among the members, ...) for the next ``getmany`` and waits until one takes it; but
+        Faust fetches only once partitions are assigned, so a worker refused once never
+        tried again: alive, answering HTTP, out of its group for good. Taken here, the
+        coordinator joins again about every JOIN_RETRY_S; ``group_membership`` reports
+        the reason (``/ready``), the log says it every JOIN_REFUSED_LOG_S.
+        """
+        last_logged = float("-inf")
+        while True:
+            await asyncio.sleep(JOIN_RETRY_S)
+            coordinator = getattr(self._consumer, "_coordinator", None)
+            pending = getattr(coordinator, "_pending_exception", None)
+            if coordinator is None or coordinator.generation >= 0:
+                self.join_refused = None
+                continue
+            if not isinstance(pending, _JOIN_REFUSALS):
+                continue
+            try:
+                coordinator.check_errors()  # what getmany would do: hands us the error
+            except _JOIN_REFUSALS as exc:
+                self.join_refused = (
+                    f"{type(exc).__name__}: {_JOIN_REFUSAL_HINTS.get(type(exc), exc)}"
+                )
+                now = time.monotonic()
+                if now - last_logged >= JOIN_REFUSED_LOG_S:
+                    last_logged = now
+                    log.error(
+                        "the broker refused this worker's join of consumer group %r (%s); "
+                        "it stays out of the group (/ready fails) and tries again",
+                        self.app.conf.id,
+                        self.join_refused,
+                    )
 
 
 class _ShortFetchConsumer(faust_aiokafka.Consumer):
@@ -215,6 +303,38 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
                 metrics.HOLES_REREAD.inc(hole[1] - hole[0])
                 await self.seek(tp, hole[0])
                 del self._holes[tp]
+
+
+@dataclass(frozen=True)
+class GroupMembership:
+    """The worker consumer's place in its consumer group, as its coordinator knows it."""
+
+    group_id: str
+    member_id: str  # "" until the broker accepted a JoinGroup
+    generation: int  # -1 until then
+    refused: str | None = None  # why the broker refused the latest join, if it did
+
+    @property
+    def joined(self) -> bool:
+        """True while the worker is a member of its group (a generation is known)."""
+        return bool(self.member_id) and self.generation >= 0
+
+
+def group_membership(app: faust.App) -> GroupMembership:
+    """Where the worker stands in its consumer group (``joined`` False before it started).
+
+    Faust's consumer thread holds the aiokafka consumer, whose ``GroupCoordinator``
+    (aiokafka 0.14) sets ``member_id`` and ``generation`` from an accepted JoinGroup and
+    resets them when the broker no longer knows the member (session expired). Two plain
+    attributes, read from the web thread's loop: no lock needed.
+    """
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    member_id = getattr(coordinator, "member_id", "") or ""
+    generation = getattr(coordinator, "generation", -1)
+    refused = getattr(thread, "join_refused", None)
+    return GroupMembership(str(app.conf.id), str(member_id), int(generation), refused)
 
 
 def _is_stale(app: Any, generation_id: int | None) -> bool:

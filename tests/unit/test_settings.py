@@ -41,6 +41,7 @@ def test_defaults_and_parsing(tmp_path: Path) -> None:
         ("PHOENIX_TOPIC_REPLICATION", "three"),
         ("PHOENIX_TOPIC_MIN_INSYNC", "0"),
         ("PHOENIX_TOPIC_MIN_INSYNC", "2"),  # more than the default replication of 1
+        ("PHOENIX_STOP_TIMEOUT_S", "0"),
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str, tmp_path: Path) -> None:

@@ -87,8 +87,16 @@ async def test_a_refusal_is_not_retried() -> None:
     assert store.retries == 0
 
 
-async def test_stopping_gives_up_with_the_events_unacked() -> None:
-    stopping = [True]
-    store = make_store([all_new], stopping)
-    with pytest.raises(SinkError, match="stopping"):
+async def test_a_stopping_worker_still_writes_the_batch_it_holds() -> None:
+    # The stop used to refuse the write outright: the labels waited for the next owner,
+    # and the agent crashed mid-stop (Faust restarted it, and the stop hung).
+    store = make_store([all_new], [True])
+    report = await store.write_until_done(ITEMS)
+    assert report.written == 2
+
+
+async def test_stopping_gives_up_after_an_outage_with_the_events_unacked() -> None:
+    store = make_store([ConnectionRefusedError("down"), all_new], [True])
+    with pytest.raises(SinkError, match="stopping; 2 feedback labels were not written"):
         await store.write_until_done(ITEMS)
+    assert store._sink.conn.calls == 1  # type: ignore[attr-defined]  # no retry

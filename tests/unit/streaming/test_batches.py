@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import pytest
-
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.failure_policy import FailurePolicy
@@ -106,7 +104,7 @@ async def test_a_failure_while_stopping_leaves_the_batch_unacked() -> None:
     async def handle(records: Sequence[InRecord]) -> None:
         raise RuntimeError("shutting down")
 
-    stream = Stream([events(range(3))], log)
-    with pytest.raises(RuntimeError):
-        await run_batches(stream, handle, make_policy(log, stopping=True), take=10, within_s=0.01)
-    assert log == []
+    stream = Stream([events(range(3)), events(range(3, 6))], log)
+    # The loop ends (an agent that raised would be restarted by Faust mid-stop).
+    await run_batches(stream, handle, make_policy(log, stopping=True), take=10, within_s=0.01)
+    assert log == []  # nothing acked, and the next batch was not taken

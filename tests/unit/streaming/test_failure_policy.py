@@ -11,7 +11,13 @@ from collections.abc import Sequence
 import orjson
 import pytest
 
-from phoenix_stream.exceptions import FeatureStoreError, ProduceError, SinkError, Undeliverable
+from phoenix_stream.exceptions import (
+    FeatureStoreError,
+    ProduceError,
+    ShuttingDown,
+    SinkError,
+    Undeliverable,
+)
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.streaming.failure_policy import FailurePolicy, is_transient
 from phoenix_stream.streaming.records import InRecord, OutRecord
@@ -93,15 +99,15 @@ async def test_outage_retries_the_whole_batch_and_dead_letters_nothing() -> None
     assert emitter.emitted == []
 
 
-async def test_while_stopping_errors_propagate_so_events_stay_unacked() -> None:
+async def test_while_stopping_a_failure_ends_the_batch_unhandled_so_events_stay_unacked() -> None:
     emitter = RecordingEmitter()
 
     async def handle(batch: Sequence[InRecord]) -> None:
         raise ValueError("bug")
 
-    with pytest.raises(ValueError, match="bug"):
+    with pytest.raises(ShuttingDown, match=r"stopping; 4 records from .* left unacknowledged"):
         await policy(emitter, stopping=True).run(records(4), handle)
-    assert emitter.emitted == []
+    assert emitter.emitted == []  # neither split nor dead-lettered
 
 
 def test_classification() -> None:

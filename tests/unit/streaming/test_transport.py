@@ -307,3 +307,13 @@ def test_faust_commits_over_the_head_record_the_patch_does_not(stock: Any) -> No
     assert faust_aiokafka.Consumer._new_offset(stock, REQUESTS) == 103  # 100 is lost
     _acked(stock, 101, 102)
     assert stock._new_offset(REQUESTS) is None
+
+
+def test_group_membership_counts_only_an_accepted_join() -> None:
+    from phoenix_stream.streaming.transport import GroupMembership
+
+    assert not GroupMembership("g", "", -1).joined  # never joined
+    assert not GroupMembership("g", "m-1", -1).joined  # member id only: join not accepted
+    assert GroupMembership("g", "m-1", 0).joined  # generations start at 0 on some brokers
+    refused = GroupMembership("g", "", -1, "InconsistentGroupProtocolError: ...")
+    assert not refused.joined and refused.refused
