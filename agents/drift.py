@@ -204,8 +204,11 @@ async def drift_window_agent(stream: Any) -> None:
             )
         await runtime.emitter.emit(out)
 
+    policy.watch.attach(stream)
     async for event in stream.events():  # one at a time: table writes need the event
-        await policy.run([InRecord.of(event.message)], handle)
+        record = InRecord.of(event.message)
+        with policy.watch.holding([record]):
+            await policy.run([record], handle)
 
 
 def _starts(value: Any) -> list[float]:

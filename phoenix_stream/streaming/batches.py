@@ -33,11 +33,15 @@ async def run_batches(
     """Consume ``stream`` in batches of up to ``take`` events (or ``within_s`` seconds).
 
     ``groups`` splits a batch into the units handed to the policy, bounding the work
-    (and the replay after an isolated failure) of one handler call.
+    (and the replay after an isolated failure) of one handler call. The policy's stall
+    watch sees each batch held and the events waiting in the stream's queue.
     """
+    watch = policy.watch
+    watch.attach(stream)
     async for events in stream.noack_take(take, within=within_s):
         records = [InRecord.of(event.message) for event in events]
-        for group in groups(records):
-            await policy.run(group, handle)
+        with watch.holding(records):
+            for group in groups(records):
+                await policy.run(group, handle)
         for event in events:
             await stream.ack(event)
