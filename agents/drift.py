@@ -200,9 +200,12 @@ async def drift_window_agent(stream: Any) -> None:
             )
         await runtime.emitter.emit(out)
 
+    policy.watch.attach(stream)
     async for event in stream.events():  # one at a time: table writes need the event
+        record = InRecord.of(event.message)
         try:
-            await policy.run([InRecord.of(event.message)], handle)
+            with policy.watch.holding([record]):
+                await policy.run([record], handle)
         except ShuttingDown as exc:  # left unacked; ending beats a restart mid-stop
             log.warning("%s; the agent ends with the stop", exc)
             return

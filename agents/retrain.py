@@ -18,6 +18,10 @@ from phoenix_stream.streaming.records import InRecord
 
 log = logging.getLogger(__name__)
 
+# How long one await of a retraining (training, registering) may take before it counts as
+# stalled, seconds.
+RETRAIN_PATIENCE_S = 900.0
+
 
 @app.agent(retrain_topic, name="phoenix.retrain")
 async def retrain(stream: Any) -> None:
@@ -37,4 +41,7 @@ async def retrain(stream: Any) -> None:
             outcome = await runtime.retrain.run(request)
             log.info("retrain %s: %s", request.model, outcome.as_dict())
 
-    await run_batches(stream, handle, runtime.failure_policy("retrain"), take=10, within_s=0.5)
+    # A job waits for labels (polling: progress) and then trains in a thread: one await
+    # that may take minutes on a busy machine, not a stall.
+    policy = runtime.failure_policy("retrain", patience_s=RETRAIN_PATIENCE_S)
+    await run_batches(stream, handle, policy, take=10, within_s=0.5)

@@ -94,6 +94,18 @@ AGENT_RETRIES = Counter(
     ["agent"],
     registry=REGISTRY,
 )
+AGENT_STALLED = Gauge(
+    "phoenix_agent_stalled",
+    "1 while an agent holds a batch without progress or leaves waiting events untaken.",
+    ["agent"],
+    registry=REGISTRY,
+)
+STALLS = Counter(
+    "phoenix_stream_stalls_total",
+    "Stalls of an agent detected (each counted once, when it begins).",
+    ["agent"],
+    registry=REGISTRY,
+)
 STALE_ACKS_REFUSED = Counter(
     "phoenix_stale_acks_refused_total",
     "Acks refused for records taken before a rebalance (they are read again, not skipped).",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -43,7 +44,15 @@ from phoenix_stream.streaming.request_pipeline import (
     prediction_records,
     record_outcome_metrics,
 )
-from phoenix_stream.streaming.transport import kafka_producer
+from phoenix_stream.streaming.stalls import EXIT_STALLED, StallWatch
+from phoenix_stream.streaming.transport import (
+    broker_round_trip,
+    consumer_flowing,
+    consumer_progress,
+    describe_consumer,
+    describe_producer,
+    kafka_producer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,12 @@ DEPLOYMENTS_CATCH_UP_S = 10.0
 
 # How long an HTTP caller waits for its prediction to be recorded on Kafka, seconds.
 HTTP_EMIT_TIMEOUT_S = 5.0
+
+# Frames of Faust's delivery path, whose tasks a stall's log shows (where each waits).
+_CONSUMER_FRAMES = ("transport/consumer.py", "transport/conductor.py", "transport/drivers/")
+
+# How long each dependency may take to answer before a stalled worker exits, seconds.
+STALL_PROBE_TIMEOUT_S = 2.0
 
 
 class Runtime(Service):
@@ -126,6 +141,9 @@ class Runtime(Service):
             self.models,
             DriftRule(min_window=settings.drift_min_window, persistence=settings.drift_persistence),
         )
+        # Every agent's stall watch (checked each second; /ready reads its stalls).
+        self.stalls = StallWatch(settings.stall_timeout_s)
+        self._consumer_watched = False
         self.http = Coalescer(
             self._score_http,
             max_batch=settings.max_batch_requests,
@@ -134,9 +152,80 @@ class Runtime(Service):
         )
         super().__init__(**kwargs)
 
-    def failure_policy(self, agent: str) -> FailurePolicy:
-        """The failure policy for ``agent`` (every agent gets its policy here)."""
-        return FailurePolicy(agent, self.emitter, self.dead_letters, is_stopping=self._is_stopping)
+    def failure_policy(self, agent: str, patience_s: float | None = None) -> FailurePolicy:
+        """The failure policy for ``agent`` (every agent gets its policy here), with its
+        stall watch: stalled after ``patience_s`` (default ``PHOENIX_STALL_TIMEOUT_S``)."""
+        return FailurePolicy(
+            agent,
+            self.emitter,
+            self.dead_letters,
+            is_stopping=self._is_stopping,
+            watch=self.stalls.agent(agent, patience_s),
+        )
+
+    @Service.timer(1.0)
+    async def _watch_stalls(self) -> None:
+        """Report stalls as they begin; exit when one lasts ``PHOENIX_STALL_EXIT_S``.
+
+        The exit (status 70, ``EXIT_STALLED``) is for a supervisor to restart the worker:
+        a stuck await does not come back by itself, and a graceful stop could hang on the
+        same thing (a producer flush waits for every pending delivery). Nothing is lost:
+        the records this worker held were never acknowledged, so the partitions' next
+        owner reads them again (at-least-once; every consumer downstream is idempotent).
+        No exit while a dependency fails: an outage explains the stall and a restart
+        would not mend it (``/ready`` says which).
+        """
+        if not self._consumer_watched and self.app.consumer is not None:
+            app = self.app
+            self.stalls.consumer.observe(
+                lambda: consumer_progress(app), lambda: consumer_flowing(app)
+            )
+            self._consumer_watched = True
+        if self.stalls.check():
+            log.error("producer: %s", describe_producer(self.app))
+            log.error("consumer: %s", describe_consumer(self.app))
+            for agent, chain in self.stalls.chains().items():
+                log.error("agent %s waits at: %s", agent, " <- ".join(reversed(chain[-3:])))
+            for name, chain in self.stalls.tasks_waiting_in(*_CONSUMER_FRAMES).items():
+                log.error("task %s waits at:\n  %s", name, "\n  ".join(chain))
+        exit_s = self.settings.stall_exit_s
+        lasting = self.stalls.lasting(exit_s) if exit_s > 0 else []
+        if not lasting or self.should_stop or self.app.should_stop:
+            return
+        failing = await self._failing_dependencies()
+        if failing:
+            log.warning(
+                "agents %s stalled, but %s fail: not exiting",
+                ", ".join(s.agent for s in lasting),
+                ", ".join(failing),
+            )
+            return
+        log.critical(
+            "exiting with status %d for a restart: %s",
+            EXIT_STALLED,
+            "; ".join(f"agent {s.agent} {s.describe()}" for s in lasting),
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_STALLED)
+
+    async def _failing_dependencies(self) -> list[str]:
+        """The dependencies that do not answer within ``STALL_PROBE_TIMEOUT_S``."""
+
+        async def kafka() -> bool:
+            await broker_round_trip(self.app)
+            return True
+
+        checks = {"redis": self.features.ping(), "postgres": self.sink.ping(), "kafka": kafka()}
+
+        async def answers(check: Any) -> bool:
+            try:
+                return bool(await asyncio.wait_for(check, STALL_PROBE_TIMEOUT_S))
+            except Exception:  # a probe that fails in any way is a failing dependency
+                return False
+
+        results = await asyncio.gather(*(answers(c) for c in checks.values()))
+        return [name for name, ok in zip(checks, results, strict=True) if not ok]
 
     def _is_stopping(self) -> bool:
         # The app stops its agents before this runtime (a dependency): look at both.

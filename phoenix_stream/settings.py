@@ -86,6 +86,8 @@ ENV: dict[str, str] = {
     "retrain_max_rows": "PHOENIX_RETRAIN_MAX_ROWS",
     "retrain_wait_s": "PHOENIX_RETRAIN_WAIT_S",
     "stop_timeout_s": "PHOENIX_STOP_TIMEOUT_S",
+    "stall_timeout_s": "PHOENIX_STALL_TIMEOUT_S",
+    "stall_exit_s": "PHOENIX_STALL_EXIT_S",
 }
 
 
@@ -170,6 +172,12 @@ class Settings:
     # A stopping worker exits within this many seconds, however its stop goes: what it
     # had not finished stays unacknowledged on the topics and is read again.
     stop_timeout_s: float = 25.0
+    # An agent that holds a batch without progress (the same await, no retry) or leaves
+    # events waiting untaken this long is stalled: /ready fails naming it, the metrics
+    # and the log say so. A stall that lasts stall_exit_s while every dependency answers
+    # makes the worker exit with status 70 for its supervisor to restart it (0: never).
+    stall_timeout_s: float = 20.0
+    stall_exit_s: float = 120.0
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -252,6 +260,12 @@ class Settings:
             "between PHOENIX_RETRAIN_MIN_ROWS and 1000000",
         )
         _check(0 <= self.retrain_wait_s <= 86_400, "retrain_wait_s", "between 0 and 86400")
+        _check(self.stall_timeout_s > 0, "stall_timeout_s", "a positive number")
+        _check(
+            self.stall_exit_s == 0 or self.stall_exit_s >= self.stall_timeout_s,
+            "stall_exit_s",
+            "0 (never exit) or at least PHOENIX_STALL_TIMEOUT_S",
+        )
         _check(self.drift_min_window >= 0, "drift_min_window", "zero or more")
         _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
         _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")

@@ -97,13 +97,16 @@ async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
     # A newer deployment that cannot load yet: the previous one serves meanwhile.
     for model, reason in runtime.deployments.failing().items():
         failing[f"deployment {model}"] = reason
+    # An agent that stopped consuming while records wait (the runtime checks each second).
+    for agent, stall in runtime.stalls.current.items():
+        failing[f"agent {agent}"] = f"stalled: {stall.describe()}"
     return failing
 
 
 @app.page("/ready")
 class ReadyView(web.View):
-    """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer and the worker is
-    in its consumer group, else 503."""
+    """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer, the worker is in
+    its consumer group and no agent is stalled, else 503."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """503 names each dependency that is not ready and why."""

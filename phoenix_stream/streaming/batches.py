@@ -37,14 +37,18 @@ async def run_batches(
     """Consume ``stream`` in batches of up to ``take`` events (or ``within_s`` seconds).
 
     ``groups`` splits a batch into the units handed to the policy, bounding the work
-    (and the replay after an isolated failure) of one handler call. Returns when the
-    stream ends, or when the worker stops with a batch not handled (left unacked).
+    (and the replay after an isolated failure) of one handler call. The policy's stall
+    watch sees each batch held and the events waiting in the stream's queue. Returns when
+    the stream ends, or when the worker stops with a batch not handled (left unacked).
     """
+    watch = policy.watch
+    watch.attach(stream)
     async for events in stream.noack_take(take, within=within_s):
         records = [InRecord.of(event.message) for event in events]
         try:
-            for group in groups(records):
-                await policy.run(group, handle)
+            with watch.holding(records):
+                for group in groups(records):
+                    await policy.run(group, handle)
         except ShuttingDown as exc:
             # Not acked, so not committed: the next owner reads the batch again. The
             # agent ends here rather than crash (a crashed agent is restarted even while

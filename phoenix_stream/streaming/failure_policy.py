@@ -40,6 +40,7 @@ from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.storage.sink import is_transient as is_transient_database_error
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.records import InRecord
+from phoenix_stream.streaming.stalls import AgentWatch
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,11 @@ class FailurePolicy:
         is_stopping: Callable[[], bool],
         min_backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
+        watch: AgentWatch | None = None,
     ) -> None:
         self.agent = agent
+        # The agent's stall watch: its loop marks the batches it holds, a retry is progress.
+        self.watch = watch if watch is not None else AgentWatch(agent)
         self._emitter = emitter
         self._dead_letters = dead_letters
         self._is_stopping = is_stopping
@@ -97,6 +101,7 @@ class FailurePolicy:
                     failure = exc
                     break
                 metrics.AGENT_RETRIES.labels(agent=self.agent).inc()
+                self.watch.progress()
                 log.warning(
                     "%s: %d records from %s failed on an outage (%r); retrying in %.1f s",
                     self.agent,

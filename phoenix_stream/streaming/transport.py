@@ -415,6 +415,100 @@ def kafka_producer(app: faust.App) -> aiokafka.AIOKafkaProducer:
     return cast(aiokafka.AIOKafkaProducer, producer)
 
 
+def describe_producer(app: faust.App) -> str:
+    """What Faust's producer holds, for a stall's log line (never raises).
+
+    Reads Faust 0.15.3's ``ProducerBuffer`` (``app.producer.buffer.size``: table changelog
+    records waiting for ``send_soon``'s task) and aiokafka 0.14's accumulator and sender
+    (``_message_accumulator._batches`` queued per partition, ``_pending_batches`` sent and
+    unanswered with their age, ``_sender._in_flight`` nodes, ``_muted_partitions``).
+    """
+    try:
+        buffer_size = int(cast(Any, app.producer).buffer.size)
+        producer: Any = cast(Any, app.producer)._producer
+        if producer is None:
+            return f"changelog buffer {buffer_size}; aiokafka producer not started"
+        accumulator = producer._message_accumulator
+        sender = producer._sender
+        queued = {tp: len(batches) for tp, batches in accumulator._batches.items() if batches}
+        pending = list(accumulator._pending_batches)
+        now = time.monotonic()
+        oldest = max((now - batch._ctime for batch in pending), default=0.0)
+        return (
+            f"changelog buffer {buffer_size}; queued batches {_tps(queued)}; "
+            f"{len(pending)} sent and unanswered (oldest {oldest:.0f} s: "
+            f"{_tps({b.tp: 1 for b in pending})}); nodes in flight "
+            f"{sorted(sender._in_flight)}; muted {_tps({tp: 1 for tp in sender._muted_partitions})}"
+        )
+    except Exception as exc:  # diagnostics only
+        return f"unknown ({exc!r})"
+
+
+def consumer_flowing(app: faust.App) -> bool:
+    """Faust's flow is active and no table recovery runs (else deliveries wait rightly)."""
+    return bool(app.flow_control.is_active() and not cast(Any, app).in_recovery)
+
+
+def consumer_progress(app: faust.App) -> dict[str, tuple[int | None, int | None]]:
+    """Per assigned partition of an agent's topic: the last offset Faust's fetch loop
+    delivered to the agents, and the broker's high-water mark as last fetched.
+
+    Reads Faust 0.15.3's ``Consumer._read_offset`` (set by ``_drain_messages`` after each
+    delivery) and ``Consumer.highwater`` (aiokafka 0.14's, from fetch responses; the
+    embedded broker's lags the true end by some records, which only delays a report).
+    Topics without acks (table changelogs, read by recovery) are left out.
+    """
+    consumer: Any = app.consumer
+    acks_enabled_for = app.topics.acks_enabled_for
+    read_offset = consumer._read_offset
+    progress: dict[str, tuple[int | None, int | None]] = {}
+    for tp in consumer.assignment():
+        if not acks_enabled_for(tp.topic):
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not assigned any more (a rebalance under way): no data
+            highwater = None
+        progress[f"{tp.topic}[{tp.partition}]"] = (read_offset.get(tp), highwater)
+    return progress
+
+
+def describe_consumer(app: faust.App) -> str:
+    """Faust's consumer state, for a stall's log line (never raises).
+
+    Faust 0.15.3: flow control, ``Consumer._active_partitions`` (fetched),
+    ``_paused_partitions`` (recovery), ``_buffered_partitions`` (taken out of the fetch
+    because an agent's queue was under pressure, until it drains), and per agent its
+    channel queue's size and pending pressure-drop callbacks (``mode`` 0.7's
+    ``FlowControlQueue._pending_pressure_drop_callbacks``).
+    """
+    try:
+        consumer: Any = app.consumer
+        queues = []
+        for agent in app.agents.values():
+            for actor in getattr(agent, "_actors", ()):
+                queue = actor.stream.channel.queue
+                pending = len(getattr(queue, "_pending_pressure_drop_callbacks", ()))
+                queues.append(
+                    f"{agent.name} {queue.qsize()}/{queue.maxsize} drop-pending {pending}"
+                )
+        active = dict.fromkeys(consumer._active_partitions or (), 1)
+        return (
+            f"flow active {app.flow_control.is_active()}, in recovery "
+            f"{cast(Any, app).in_recovery}; active {_tps(active)}; "
+            f"paused {_tps(dict.fromkeys(consumer._paused_partitions, 1))}; buffered "
+            f"{_tps(dict.fromkeys(consumer._buffered_partitions, 1))}; unacked "
+            f"{len(consumer._unacked_messages)}; queues: {'; '.join(queues)}"
+        )
+    except Exception as exc:  # diagnostics only
+        return f"unknown ({exc!r})"
+
+
+def _tps(counts: dict[Any, int]) -> str:
+    parts = [f"{tp.topic}[{tp.partition}]x{n}" for tp, n in sorted(counts.items())]
+    return "{" + ", ".join(parts[:12]) + (", ..." if len(parts) > 12 else "") + "}"
+
+
 async def broker_round_trip(app: faust.App) -> None:
     """Ask a broker for cluster metadata over Faust's producer connections (a real request).
 
