@@ -79,6 +79,10 @@ async def test_every_agent_dead_letters_undecodable_bytes_and_goes_on(
         challenger_version="",
         drift_window_s=1.0,
         drift_min_window=1,
+        # The retraining asked for below must find too little data whatever other
+        # modules labelled earlier in the session's shared database (it learns from the
+        # last retrain_window_s): 5 s hold this test's one label, not another's thousands.
+        retrain_window_s=5.0,
     )
     settings = worker.settings
     run = uuid.uuid4().hex[:8]
