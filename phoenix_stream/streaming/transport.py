@@ -21,6 +21,9 @@ every consumer downstream is idempotent):
   between the committed offset, the next to read, and the lowest processed one);
 - what was dropped never comes back while the partition stays: a hole below processed
   records that persists over two commits is sought back and read again.
+- it seeks from the worker's main thread into aiokafka, which lives in the consumer
+  thread and is not thread-safe: every seek is run in the consumer thread (the cause of
+  the gradual-drift scenario's stall, patch (6)).
 
 Each patch's docstring says whether it is needed on Apache Kafka as well as on Tansu.
 The evidence is of two kinds. A unit test drives Faust's own bookkeeping into the state
@@ -162,9 +165,34 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                     )
 
 
+async def _seek_now(thread: faust_aiokafka.AIOKafkaConsumerThread, tp: TP, offset: int) -> None:
+    """``thread.seek`` as the coroutine ``call_thread`` runs in the consumer thread."""
+    thread.seek(tp, offset)
+
+
 class _ShortFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek_off(self, partition: TP, offset: int) -> None:
+        """Seek in the consumer thread, where aiokafka's fetcher and its futures live.
+
+        Patch (6). Faust 0.15.3 calls aiokafka's ``seek`` from the caller's thread (the
+        worker's main loop: the hole re-reads below, Faust's seek when flow is not
+        active). aiokafka is not thread-safe: the seek deletes the partition's fetched
+        records while the consumer thread iterates them (``KeyError`` in
+        ``Fetcher.fetched_records``: the fetcher service crashed and the worker with it,
+        seen in the gradual drift scenario under CPU contention), and it completes
+        futures of the consumer thread's loop from another thread, a wake-up that loop
+        does not see until something else wakes it (partitions with records waiting
+        that reached no agent for 20 s to minutes, in the same runs). Broker-agnostic:
+        the race is in the client. test_seek_runs_in_the_consumer_thread fails without it.
+        """
+        thread = self._thread
+        if asyncio.get_running_loop() is thread.thread_loop:
+            thread.seek(partition, offset)
+        else:
+            await thread.call_thread(_seek_now, thread, partition, offset)
 
     def ack(self, message: Message) -> bool:
         """Mark ``message`` safe to commit, unless some agent's ack of it was stale.

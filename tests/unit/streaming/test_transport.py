@@ -10,6 +10,8 @@ under load, with every agent and table on, in tests/integration/test_worker_faul
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
+from mode.threads import QueueServiceThread
 from mode.utils.queues import FlowControlEvent
 
 from phoenix_stream import metrics
@@ -317,3 +320,35 @@ def test_group_membership_counts_only_an_accepted_join() -> None:
     assert GroupMembership("g", "m-1", 0).joined  # generations start at 0 on some brokers
     refused = GroupMembership("g", "", -1, "InconsistentGroupProtocolError: ...")
     assert not refused.joined and refused.refused
+
+
+class _SeekRecorder(QueueServiceThread):
+    """A real mode service thread, as Faust's consumer thread is; records where seeks run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seeks: list[tuple[TP, int, int]] = []
+
+    def seek(self, partition: TP, offset: int) -> None:
+        self.seeks.append((partition, offset, threading.get_ident()))
+
+
+async def test_seek_runs_in_the_consumer_thread() -> None:
+    """aiokafka lives in the consumer thread: a seek from the main loop must go there.
+
+    Faust's own ``_seek`` calls the thread's ``seek`` in the caller's thread, which raced
+    aiokafka's fetcher (KeyError in ``fetched_records``) and woke its futures from the
+    wrong thread; this fails without patch (6).
+    """
+    thread = _SeekRecorder()
+    await thread.start()
+    try:
+        consumer = _ShortFetchConsumer.__new__(_ShortFetchConsumer)
+        consumer._thread = thread
+        await asyncio.wait_for(consumer._seek(REQUESTS, 42), timeout=30)
+        assert thread.seeks and thread.seeks[0][:2] == (REQUESTS, 42)
+        seeker = thread.seeks[0][2]
+        assert seeker != threading.get_ident()
+        assert seeker == thread._thread.ident
+    finally:
+        await thread.stop()
