@@ -111,6 +111,8 @@ class LagWatch(Service):
         """Take one sample now; the new ``report`` (also kept). Never raises."""
         if self.trust == "untrusted":
             return self._publish(LagReport(None, untrusted_reason(self.trust, None), None))
+        if self._distrust is not None:  # decided once: the broker's identity stays
+            return self._publish(LagReport(None, self._distrust, None))
         try:
             report = await asyncio.wait_for(self._sample(), self.timeout_s)
         except TimeoutError:
@@ -136,6 +138,7 @@ class LagWatch(Service):
             )
             self._identified = True
         if self._distrust is not None:
+            await self._close()  # nothing more to ask this broker: no idle connections
             return LagReport(None, self._distrust, None)
         partitions = sorted({tp for tp in self._assigned() if tp[0] in self.topics})
         now = self._clock()
