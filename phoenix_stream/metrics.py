@@ -106,6 +106,18 @@ STALLS = Counter(
     ["agent"],
     registry=REGISTRY,
 )
+CONSUMER_LAG = Gauge(
+    "phoenix_consumer_lag_records",
+    "Offsets from the group's committed offset to the high-water mark, per assigned "
+    "partition of the app's topics (absent while the broker's answers are not trusted).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG_TRUSTED = Gauge(
+    "phoenix_consumer_lag_trusted",
+    "1 when the last consumer-lag sample succeeded on a broker whose end offsets are trusted.",
+    registry=REGISTRY,
+)
 STALE_ACKS_REFUSED = Counter(
     "phoenix_stale_acks_refused_total",
     "Acks refused for records taken before a rebalance (they are read again, not skipped).",

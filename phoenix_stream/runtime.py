@@ -38,6 +38,7 @@ from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.storage.training_data import TrainingData
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.failure_policy import FailurePolicy
+from phoenix_stream.streaming.lag_watch import LagWatch, assigned_partitions
 from phoenix_stream.streaming.request_pipeline import (
     RequestPipeline,
     Topics,
@@ -45,6 +46,7 @@ from phoenix_stream.streaming.request_pipeline import (
     record_outcome_metrics,
 )
 from phoenix_stream.streaming.stalls import EXIT_STALLED, StallWatch
+from phoenix_stream.streaming.topics import app_topic_specs
 from phoenix_stream.streaming.transport import (
     broker_round_trip,
     consumer_flowing,
@@ -144,6 +146,15 @@ class Runtime(Service):
         # Every agent's stall watch (checked each second; /ready reads its stalls).
         self.stalls = StallWatch(settings.stall_timeout_s)
         self._consumer_watched = False
+        # The group's lag on this worker's partitions of the app's topics (/ready, metrics).
+        self.lag = LagWatch(
+            settings.kafka_bootstrap,
+            str(app.conf.id),  # Faust's consumer group id
+            [spec.name for spec in app_topic_specs(settings).values()],
+            lambda: assigned_partitions(app),
+            trust=settings.lag_trust,
+            interval_s=settings.lag_interval_s,
+        )
         self.http = Coalescer(
             self._score_http,
             max_batch=settings.max_batch_requests,
@@ -232,11 +243,11 @@ class Runtime(Service):
         return bool(self.should_stop or self.app.should_stop)
 
     def on_init_dependencies(self) -> list[Service]:
-        """Redis, PostgreSQL and the deployments reader start with the runtime.
+        """Redis, PostgreSQL, the deployments reader and the lag watch start with the runtime.
 
         None of them blocks on an outage: each retries in the background.
         """
-        return [self.features, self.sink, self.deployments]
+        return [self.features, self.sink, self.deployments, self.lag]
 
     async def _score_http(self, requests: list[ParsedRequest], received_at: float) -> Outcome:
         """Score a coalesced batch of HTTP requests and record it on Kafka."""

@@ -19,8 +19,10 @@ from phoenix_stream.exceptions import ConfigError
 
 Strategy = Literal["single", "ab", "canary", "shadow"]
 EntityPolicy = Literal["defaults", "dead-letter"]
+LagTrust = Literal["auto", "trusted", "untrusted"]
 STRATEGIES: tuple[Strategy, ...] = ("single", "ab", "canary", "shadow")
 ENTITY_POLICIES: tuple[EntityPolicy, ...] = ("defaults", "dead-letter")
+LAG_TRUSTS: tuple[LagTrust, ...] = ("auto", "trusted", "untrusted")
 AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "drift", "retrain", "feedback")
 # Drift monitoring and retraining are opt-in (PHOENIX_AGENTS=...,drift,retrain): they add
 # Faust tables (changelog topics, a recovery at every start and rebalance) and training
@@ -88,6 +90,8 @@ ENV: dict[str, str] = {
     "stop_timeout_s": "PHOENIX_STOP_TIMEOUT_S",
     "stall_timeout_s": "PHOENIX_STALL_TIMEOUT_S",
     "stall_exit_s": "PHOENIX_STALL_EXIT_S",
+    "lag_interval_s": "PHOENIX_LAG_INTERVAL_S",
+    "lag_trust": "PHOENIX_LAG_TRUST",
 }
 
 
@@ -178,6 +182,11 @@ class Settings:
     # makes the worker exit with status 70 for its supervisor to restart it (0: never).
     stall_timeout_s: float = 20.0
     stall_exit_s: float = 120.0
+    # Consumer lag is sampled from the broker every lag_interval_s seconds. lag_trust
+    # says whether the broker's end offsets are believed: auto trusts Apache Kafka
+    # (known by its cluster id), not Tansu, whose end offsets are wrong.
+    lag_interval_s: float = 5.0
+    lag_trust: LagTrust = "auto"
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -261,6 +270,8 @@ class Settings:
         )
         _check(0 <= self.retrain_wait_s <= 86_400, "retrain_wait_s", "between 0 and 86400")
         _check(self.stall_timeout_s > 0, "stall_timeout_s", "a positive number")
+        _check(0.1 <= self.lag_interval_s <= 3600, "lag_interval_s", "between 0.1 and 3600 seconds")
+        _check(self.lag_trust in LAG_TRUSTS, "lag_trust", f"one of {', '.join(LAG_TRUSTS)}")
         _check(
             self.stall_exit_s == 0 or self.stall_exit_s >= self.stall_timeout_s,
             "stall_exit_s",
@@ -411,7 +422,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
         else _flag
         if field.type == "bool"
         else _literal
-        if field.type in ("Strategy", "EntityPolicy")
+        if field.type in ("Strategy", "EntityPolicy", "LagTrust")
         else _names
         if field.type == "tuple[str, ...]"
         else _str

@@ -106,7 +106,7 @@ async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
 @app.page("/ready")
 class ReadyView(web.View):
     """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer, the worker is in
-    its consumer group and no agent is stalled, else 503."""
+    its consumer group and no agent is stalled, else 503; with the group's lag."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """503 names each dependency that is not ready and why."""
@@ -115,9 +115,12 @@ class ReadyView(web.View):
         # What the broker said: a missing broker or an under-replicated partition is
         # degraded service, not unreadiness (acks=all still holds with enough in sync).
         kafka = cluster or None
+        # The group's lag is information: it never fails /ready (a failed sample says
+        # why in lag_reason).
+        lag = app.runtime.lag.to_json()
         if failing:
-            return json_response({"ready": False, "failing": failing, "kafka": kafka}, 503)
-        return json_response({"ready": True, "failing": {}, "kafka": kafka})
+            return json_response({"ready": False, "failing": failing, "kafka": kafka, **lag}, 503)
+        return json_response({"ready": True, "failing": {}, "kafka": kafka, **lag})
 
 
 @app.page("/metrics")
