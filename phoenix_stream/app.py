@@ -20,6 +20,7 @@ from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
 from phoenix_stream.stop_deadline import StopDeadline
+from phoenix_stream.streaming.kafka_auth import KafkaAuth, faust_credentials
 from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
 from phoenix_stream.streaming.transport import ShortFetchTransport
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> PhoenixApp:
         settings.app_id,
         env={},
         broker=settings.faust_broker,
+        broker_credentials=faust_credentials(KafkaAuth.from_settings(settings)),
         autodiscover=False,
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
@@ -116,7 +118,9 @@ def create_app(settings: Settings) -> PhoenixApp:
     )
     app.settings = settings
     app.topic_declarations = TopicDeclarations(
-        settings.kafka_url, app_topic_specs(settings).values()
+        settings.kafka_url,
+        app_topic_specs(settings).values(),
+        auth=KafkaAuth.from_settings(settings),
     )
     app.runtime = Runtime(settings, app)
     app.stop_deadline = StopDeadline(settings.stop_timeout_s)

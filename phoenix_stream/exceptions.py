@@ -2,7 +2,8 @@
 
 PhoenixError
 ├── ConfigError            a PHOENIX_* variable is missing or invalid
-│   └── TopicMismatch      a topic on the broker differs from the app's declaration
+│   ├── TopicMismatch      a topic on the broker differs from the app's declaration
+│   └── KafkaAuthError     the broker refused this client's SASL login
 ├── ServiceError           an embedded service could not start or stop
 ├── ValidationError        a request is malformed (field named)
 ├── UnknownModelError      a request names a model that is not deployed
@@ -31,6 +32,10 @@ class ConfigError(PhoenixError):
 
 class TopicMismatch(ConfigError):
     """A topic the app uses exists with other partitions or cleanup policy than declared."""
+
+
+class KafkaAuthError(ConfigError):
+    """The broker refused the login; the message names the user and mechanism, not the password."""
 
 
 class ServiceError(PhoenixError):

@@ -38,6 +38,7 @@ from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.storage.training_data import TrainingData
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.failure_policy import FailurePolicy
+from phoenix_stream.streaming.kafka_auth import KafkaAuth
 from phoenix_stream.streaming.lag_watch import LagWatch, assigned_partitions
 from phoenix_stream.streaming.request_pipeline import (
     RequestPipeline,
@@ -89,6 +90,7 @@ class Runtime(Service):
             self.models,
             self.registry,
             Deployment.from_settings(settings),
+            auth=KafkaAuth.from_settings(settings),
         )
         self.predictor = Predictor(
             self.models,
@@ -154,6 +156,7 @@ class Runtime(Service):
             lambda: assigned_partitions(app),
             trust=settings.lag_trust,
             interval_s=settings.lag_interval_s,
+            auth=KafkaAuth.from_settings(settings),
         )
         self.http = Coalescer(
             self._score_http,

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -20,6 +21,10 @@ from phoenix_stream.exceptions import ConfigError
 Strategy = Literal["single", "ab", "canary", "shadow"]
 EntityPolicy = Literal["defaults", "dead-letter"]
 LagTrust = Literal["auto", "trusted", "untrusted"]
+KafkaSecurity = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+KAFKA_SECURITIES: tuple[KafkaSecurity, ...] = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+SASL_MECHANISMS: tuple[SaslMechanism, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 STRATEGIES: tuple[Strategy, ...] = ("single", "ab", "canary", "shadow")
 ENTITY_POLICIES: tuple[EntityPolicy, ...] = ("defaults", "dead-letter")
 LAG_TRUSTS: tuple[LagTrust, ...] = ("auto", "trusted", "untrusted")
@@ -33,6 +38,14 @@ ALL_AGENTS = AGENTS
 # Field name -> environment variable. The only place variable names are spelled.
 ENV: dict[str, str] = {
     "kafka_url": "PHOENIX_KAFKA_URL",
+    "kafka_security": "PHOENIX_KAFKA_SECURITY",
+    "kafka_sasl_mechanism": "PHOENIX_KAFKA_SASL_MECHANISM",
+    "kafka_username": "PHOENIX_KAFKA_USERNAME",
+    "kafka_password": "PHOENIX_KAFKA_PASSWORD",
+    "kafka_password_file": "PHOENIX_KAFKA_PASSWORD_FILE",
+    "kafka_ca_file": "PHOENIX_KAFKA_CA_FILE",
+    "kafka_cert_file": "PHOENIX_KAFKA_CERT_FILE",
+    "kafka_key_file": "PHOENIX_KAFKA_KEY_FILE",
     "redis_url": "PHOENIX_REDIS_URL",
     "postgres_dsn": "PHOENIX_POSTGRES_DSN",
     "state_dir": "PHOENIX_STATE_DIR",
@@ -100,6 +113,16 @@ class Settings:
     """The whole configuration of a phoenix-stream process; see ``ENV`` for variables."""
 
     kafka_url: str = "kafka://127.0.0.1:9092"
+    # How every Kafka client of the process (worker, CLI, tools) authenticates; see
+    # phoenix_stream/streaming/kafka_auth.py. The password is kept out of repr().
+    kafka_security: KafkaSecurity = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = dataclass_field(default="", repr=False)
+    kafka_password_file: str = ""  # read once by from_env into kafka_password
+    kafka_ca_file: str = ""  # PEM bundle the broker's certificate must chain to; empty: system
+    kafka_cert_file: str = ""  # client certificate (PEM) for mutual TLS, with kafka_key_file
+    kafka_key_file: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/phoenix"
     state_dir: Path = Path(".phoenix")
@@ -290,11 +313,44 @@ class Settings:
             "kafka_url",
             "kafka://HOST:PORT, or several HOST:PORT joined by commas",
         )
+        self._check_kafka_auth()
         for name, scheme in (
             ("redis_url", "redis://"),
             ("postgres_dsn", "postgres"),
         ):
             _check(str(getattr(self, name)).startswith(scheme), name, f"a {scheme}... URL")
+
+    def _check_kafka_auth(self) -> None:
+        _check(
+            self.kafka_security in KAFKA_SECURITIES,
+            "kafka_security",
+            f"one of {', '.join(KAFKA_SECURITIES)}",
+        )
+        _check(
+            self.kafka_sasl_mechanism in SASL_MECHANISMS,
+            "kafka_sasl_mechanism",
+            f"one of {', '.join(SASL_MECHANISMS)}",
+        )
+        sasl = self.kafka_security.startswith("SASL_")
+        tls = self.kafka_security.endswith("SSL")
+        for name in ("kafka_username", "kafka_password"):
+            _check(
+                bool(getattr(self, name)) == sasl,
+                name,
+                "set (PHOENIX_KAFKA_PASSWORD or PHOENIX_KAFKA_PASSWORD_FILE) exactly when "
+                "PHOENIX_KAFKA_SECURITY is SASL_PLAINTEXT or SASL_SSL",
+            )
+        for name in ("kafka_ca_file", "kafka_cert_file", "kafka_key_file"):
+            _check(
+                not getattr(self, name) or tls,
+                name,
+                "empty unless PHOENIX_KAFKA_SECURITY is SSL or SASL_SSL",
+            )
+        _check(
+            bool(self.kafka_cert_file) == bool(self.kafka_key_file),
+            "kafka_key_file",
+            "set together with PHOENIX_KAFKA_CERT_FILE (mutual TLS needs both)",
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -311,6 +367,7 @@ class Settings:
             if raw is None or (raw == "" and field.name not in _EMPTY_MEANS_NONE):
                 continue
             values[field.name] = _parse(field.name, raw, _CONVERTERS[field.name])
+        values.update(_password_from_file(values))
         state_dir = Path(values.get("state_dir", cls.state_dir))
         for name, url in _embedded_addresses(state_dir).items():
             values.setdefault(name, url)
@@ -328,6 +385,26 @@ class Settings:
 
 # Settings whose empty value is meaningful: no challenger.
 _EMPTY_MEANS_NONE = frozenset({"challenger_version"})
+
+
+def _password_from_file(values: Mapping[str, Any]) -> dict[str, str]:
+    """``kafka_password`` read from ``kafka_password_file`` (one trailing newline dropped)."""
+    path = values.get("kafka_password_file")
+    if not path:
+        return {}
+    if values.get("kafka_password"):
+        raise ConfigError(
+            f"{ENV['kafka_password']} and {ENV['kafka_password_file']} are both set; set one"
+        )
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        # The exception's text names the file, never its content.
+        raise ConfigError(f"{ENV['kafka_password_file']}: cannot read {path} ({exc})") from exc
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise ConfigError(f"{ENV['kafka_password_file']}: {path} is empty")
+    return {"kafka_password": password}
 
 
 def bootstrap_servers(kafka_url: str) -> str:
@@ -407,6 +484,10 @@ def _literal(raw: str) -> str:
     return raw.strip().lower()
 
 
+def _upper(raw: str) -> str:
+    return raw.strip().upper()
+
+
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
 
@@ -423,6 +504,8 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
         if field.type == "bool"
         else _literal
         if field.type in ("Strategy", "EntityPolicy", "LagTrust")
+        else _upper
+        if field.type in ("KafkaSecurity", "SaslMechanism")
         else _names
         if field.type == "tuple[str, ...]"
         else _str

@@ -22,6 +22,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from phoenix_stream.settings import Settings, bootstrap_servers
+from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, client_options
 from phoenix_stream.training.datagen import entity_id_for
 
 JsonRecords = list[dict[str, object]]
@@ -42,7 +43,7 @@ def covers(ids: Collection[str], field: str = "request_id") -> Callable[[JsonRec
 
 @asynccontextmanager
 async def _from_the_beginning(
-    kafka_url: str, topic: str, deadline: float
+    kafka_url: str, topic: str, deadline: float, auth: KafkaAuth
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
     """A consumer assigned every partition of ``topic`` (looked up until ``deadline``),
     at the beginning; stopped on leaving."""
@@ -50,6 +51,7 @@ async def _from_the_beginning(
         bootstrap_servers=bootstrap_servers(kafka_url),
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
+        **client_options(auth),
     )
     await consumer.start()
     try:
@@ -82,6 +84,7 @@ async def consume_json(
     timeout_s: float = 60.0,
     *,
     until: Callable[[JsonRecords], bool] | None = None,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> JsonRecords:
     """JSON values of ``topic`` from the beginning, until a condition holds or ``timeout_s``.
 
@@ -96,13 +99,15 @@ async def consume_json(
 
     out: JsonRecords = []
     deadline = time.monotonic() + timeout_s
-    async with _from_the_beginning(kafka_url, topic, deadline) as (consumer, tps):
+    async with _from_the_beginning(kafka_url, topic, deadline, auth) as (consumer, tps):
         while tps and not done(out) and time.monotonic() < deadline:
             await _read_some(consumer, out)
     return out
 
 
-async def read_to_end(kafka_url: str, topic: str, timeout_s: float = 60.0) -> JsonRecords:
+async def read_to_end(
+    kafka_url: str, topic: str, timeout_s: float = 60.0, *, auth: KafkaAuth = PLAINTEXT
+) -> JsonRecords:
     """JSON values of every record ``topic`` holds now (up to its end offsets at the call).
 
     For a topic nobody writes to any more (its producers stopped): what is there, all of
@@ -110,7 +115,7 @@ async def read_to_end(kafka_url: str, topic: str, timeout_s: float = 60.0) -> Js
     """
     out: JsonRecords = []
     deadline = time.monotonic() + timeout_s
-    async with _from_the_beginning(kafka_url, topic, deadline) as (consumer, tps):
+    async with _from_the_beginning(kafka_url, topic, deadline, auth) as (consumer, tps):
         ends = await consumer.end_offsets(tps) if tps else {}
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
@@ -173,13 +178,21 @@ async def read_through_sentinels(
                 return wanted <= {original(r) for r in records}
 
             records = await consume_json(
-                settings.kafka_url, settings.topic(topic), until=seen, timeout_s=timeout_s
+                settings.kafka_url,
+                settings.topic(topic),
+                until=seen,
+                timeout_s=timeout_s,
+                auth=KafkaAuth.from_settings(settings),
             )
             done = seen(records)
             out[topic] = [r for r in records if original(r) not in wanted]
         else:
             records = await consume_json(
-                settings.kafka_url, settings.topic(topic), until=covers(good), timeout_s=timeout_s
+                settings.kafka_url,
+                settings.topic(topic),
+                until=covers(good),
+                timeout_s=timeout_s,
+                auth=KafkaAuth.from_settings(settings),
             )
             done = covers(good)(records)
             out[topic] = [r for r in records if r.get("request_id") not in good]

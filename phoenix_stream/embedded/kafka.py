@@ -6,6 +6,16 @@ The jars come from ``kafka_jars`` (Maven, cached). Layout under ``root``:
 Unlike Tansu, a restart keeps every topic and committed offset: the nodes come back on
 the same ports with the same data. Replication defaults follow the cluster's size
 (3 nodes: internal topics replicated 3 times with 2 in sync).
+
+Secured mode (``users`` given): clients log in with SASL SCRAM-SHA-512 on a
+SASL_PLAINTEXT listener, the users' SCRAM credentials written into the metadata log when
+the storage is formatted (``--add-scram``, KIP-900: KRaft has no other store before the
+cluster runs). The controller listener uses SASL PLAIN with the admin user from its JAAS
+line (SCRAM credentials live in the metadata the controllers serve, so controllers cannot
+use them among themselves). ``StandardAuthorizer`` with no ACL meaning deny; ``admin`` is
+the only super user (brokers and controllers log in as it); every other user needs ACLs
+(``phoenix_stream.streaming.acls``). The passwords sit in the nodes' server.properties
+(mode 0600) and on the format command line, never in the log.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,8 +48,15 @@ from phoenix_stream.embedded.process import (
 )
 from phoenix_stream.embedded.state import ServiceRecord
 from phoenix_stream.exceptions import ServiceError
+from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, client_options
 
-__all__ = ["KafkaClusterService", "KafkaNode"]
+__all__ = ["ADMIN_USER", "KafkaClusterService", "KafkaNode"]
+
+ADMIN_USER = "admin"  # the super user of a secured cluster
+_MECHANISM = "SCRAM-SHA-512"
+# Characters a password may hold: it is written into --add-scram's [name=..,password=..]
+# and a JAAS line between double quotes, neither of which has an escape here.
+_PASSWORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~")
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +107,13 @@ class KafkaClusterService:
         version: str = KAFKA_VERSION,
         ready_timeout: float = 120.0,
         jars: Path | None = None,
+        users: Mapping[str, str] | None = None,
     ) -> None:
         if not 1 <= nodes <= 9:
             raise ServiceError(f"a Kafka cluster here has 1 to 9 nodes, not {nodes}")
+        self.users = dict(users or {})
+        if self.users:
+            _check_users(self.users)
         self.root = root
         self.nodes = nodes
         self.version = version
@@ -179,6 +201,17 @@ class KafkaClusterService:
         self._wait_cluster(nodes)
         return started
 
+    @property
+    def secured(self) -> bool:
+        """True when clients must log in (SASL SCRAM-SHA-512) and ACLs apply."""
+        return bool(self.users)
+
+    def auth(self, user: str = ADMIN_USER) -> KafkaAuth:
+        """How ``user`` (a user of a secured cluster) logs in; PLAINTEXT when not secured."""
+        if not self.secured:
+            return PLAINTEXT
+        return KafkaAuth("SASL_PLAINTEXT", _MECHANISM, user, self.users[user])
+
     @staticmethod
     def url(nodes: list[KafkaNode]) -> str:
         """``kafka://HOST:PORT,HOST:PORT,...`` for ``nodes``."""
@@ -242,7 +275,39 @@ class KafkaClusterService:
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
         }
+        if self.secured:
+            lines.update(self._secured_properties(node))
         return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+    def _secured_properties(self, node: KafkaNode) -> dict[str, str]:
+        password = self.users[ADMIN_USER]
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return {
+            "listeners": (
+                f"SASL_PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}"
+            ),
+            "advertised.listeners": f"SASL_PLAINTEXT://{HOST}:{node.port}",
+            "listener.security.protocol.map": (
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+            ),
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": _MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": _MECHANISM,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": _MECHANISM,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                f'{scram} required username="{ADMIN_USER}" password="{password}";'
+            ),
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain} required username="{ADMIN_USER}" password="{password}" '
+                f'user_{ADMIN_USER}="{password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _jvm(self, java: Path, jars: Path, node: KafkaNode) -> list[str]:
         """``java`` with heap, flags, logging and class path for ``node`` (no main class)."""
@@ -261,6 +326,9 @@ class KafkaClusterService:
         (folder / "data").mkdir(parents=True, exist_ok=True)
         (folder / "log4j2.properties").write_text(_LOG4J2, encoding="utf-8")
         config = folder / "server.properties"
+        # Owner-only before the content lands: a secured node's file holds the admin password.
+        config.touch(mode=0o600, exist_ok=True)
+        config.chmod(0o600)
         config.write_text(self._properties(node, nodes), encoding="utf-8")
         return config
 
@@ -287,6 +355,7 @@ class KafkaClusterService:
                 "--config",
                 str(config),
                 "--ignore-formatted",
+                *self._scram_arguments(),
             ]
             proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -308,6 +377,13 @@ class KafkaClusterService:
             node, log_path, why = failed[0]
             raise fail("kafka", f"storage format of node {node.node_id} failed ({why})", log_path)
 
+    def _scram_arguments(self) -> list[str]:
+        """``--add-scram`` for every user of a secured cluster (KRaft stores them at format)."""
+        arguments: list[str] = []
+        for user, password in self.users.items():
+            arguments += ["--add-scram", f"{_MECHANISM}=[name={user},password={password}]"]
+        return arguments
+
     def _spawn(self, java: Path, jars: Path, node: KafkaNode, nodes: list[KafkaNode]) -> KafkaNode:
         config = self._write_config(node, nodes)
         argv = [*self._jvm(java, jars, node), "kafka.Kafka", str(config)]
@@ -320,10 +396,12 @@ class KafkaClusterService:
         """Wait until each running node's metadata names every running node."""
         running = [node for node in nodes if node.pid is not None]
         want = {(HOST, node.port) for node in running}
+        options = client_options(self.auth())
 
         def ready() -> bool:
             return all(
-                want <= advertised_brokers(f"{HOST}:{node.port}", timeout_s=2.0) for node in running
+                want <= advertised_brokers(f"{HOST}:{node.port}", timeout_s=2.0, options=options)
+                for node in running
             )
 
         def died() -> bool:
@@ -376,6 +454,19 @@ class KafkaClusterService:
         tmp = path.with_name(f".{_CLUSTER_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+
+
+def _check_users(users: Mapping[str, str]) -> None:
+    if ADMIN_USER not in users:
+        raise ServiceError(f"kafka: a secured cluster needs the {ADMIN_USER!r} user")
+    for user, password in users.items():
+        if not user or not set(user) <= _PASSWORD_CHARS:
+            raise ServiceError(f"kafka: user name {user!r} must be letters, digits or -_.~")
+        if len(password) < 8 or not set(password) <= _PASSWORD_CHARS:
+            # The password itself is not repeated in the message.
+            raise ServiceError(
+                f"kafka: the password of {user!r} must be 8 or more letters, digits or -_.~"
+            )
 
 
 def _new_port(taken: set[int]) -> int:

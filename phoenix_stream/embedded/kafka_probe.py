@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -20,7 +22,9 @@ __all__ = ["advertised_brokers"]
 _AIOKAFKA_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.client", "aiokafka.cluster")
 
 
-def advertised_brokers(bootstrap: str, timeout_s: float = 2.0) -> set[tuple[str, int]]:
+def advertised_brokers(
+    bootstrap: str, timeout_s: float = 2.0, options: Mapping[str, Any] | None = None
+) -> set[tuple[str, int]]:
     """The (host, port) of every broker that ``bootstrap`` (``host:port[,...]``) advertises.
 
     Empty when no broker answered a Metadata request within ``timeout_s`` seconds. Call
@@ -32,6 +36,7 @@ def advertised_brokers(bootstrap: str, timeout_s: float = 2.0) -> set[tuple[str,
             bootstrap_servers=bootstrap,
             request_timeout_ms=int(timeout_s * 1000),
             connections_max_idle_ms=int(timeout_s * 1000) + 1000,
+            **(options or {}),  # security: streaming.kafka_auth.client_options
         )
         try:
             await asyncio.wait_for(client.bootstrap(), timeout_s)

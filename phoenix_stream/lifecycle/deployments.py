@@ -40,6 +40,7 @@ from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.registry import ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import STRATEGIES, Strategy, bootstrap_servers
+from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, client_options
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,10 @@ class DeploymentBoard(Service):
         default: Deployment,
         *,
         fetch_wait_ms: int = 50,
+        auth: KafkaAuth = PLAINTEXT,
         **kwargs: Any,
     ) -> None:
+        self._auth = auth
         self.kafka_url = kafka_url
         self.topic = topic
         self._models = models
@@ -380,6 +383,7 @@ class DeploymentBoard(Service):
             enable_auto_commit=False,
             fetch_max_wait_ms=self._fetch_wait_ms,
             auto_offset_reset="earliest",
+            **client_options(self._auth),
         )
         await consumer.start()
         self._consumer = consumer

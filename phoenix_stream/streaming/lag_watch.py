@@ -33,6 +33,7 @@ from mode import Service
 
 from phoenix_stream import metrics
 from phoenix_stream.settings import LagTrust
+from phoenix_stream.streaming.kafka_auth import KafkaAuth, client_options
 from phoenix_stream.streaming.lag import LagReport, Partition, group_lag, untrusted_reason
 
 __all__ = ["SAMPLE_TIMEOUT_S", "LagWatch", "assigned_partitions"]
@@ -73,9 +74,11 @@ class LagWatch(Service):
         interval_s: float,
         timeout_s: float = SAMPLE_TIMEOUT_S,
         clock: Clock = time.monotonic,
+        auth: KafkaAuth | None = None,
         **kwargs: Any,
     ) -> None:
         self.bootstrap = bootstrap
+        self._client_options = client_options(auth) if auth is not None else {}
         self.group_id = group_id
         self.topics = frozenset(topics)
         self.trust = trust
@@ -194,6 +197,7 @@ class LagWatch(Service):
                 bootstrap_servers=self.bootstrap,
                 client_id=f"{self.group_id}-lag",
                 request_timeout_ms=timeout_ms,
+                **self._client_options,
             )
             self._admin = admin  # closed by _close also when its start fails
             await admin.start()
@@ -205,6 +209,7 @@ class LagWatch(Service):
                 group_id=None,
                 enable_auto_commit=False,
                 request_timeout_ms=timeout_ms,
+                **self._client_options,
             )
             self._offsets = consumer
             await consumer.start()

@@ -13,14 +13,23 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.settings import bootstrap_servers
+from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, client_options
 
 __all__ = ["ACKS", "new_producer"]
 
 ACKS = "all"
 
 
-def new_producer(kafka_url: str, **options: Any) -> AIOKafkaProducer:
-    """An aiokafka producer for ``kafka://host:port`` with acks=all; ``options`` passed on."""
+def new_producer(
+    kafka_url: str, *, auth: KafkaAuth = PLAINTEXT, **options: Any
+) -> AIOKafkaProducer:
+    """An aiokafka producer for ``kafka://host:port`` with acks=all, logging in as ``auth``;
+    ``options`` passed on."""
     if "acks" in options:
         raise TypeError("new_producer always uses acks=all")
-    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers(kafka_url), acks=ACKS, **options)
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(kafka_url),
+        acks=ACKS,
+        **client_options(auth),
+        **options,
+    )

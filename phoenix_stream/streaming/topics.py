@@ -35,6 +35,7 @@ from mode import Service
 
 from phoenix_stream.exceptions import TopicMismatch
 from phoenix_stream.settings import Settings, bootstrap_servers
+from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, check_login, client_options
 
 __all__ = [
     "TopicDeclarations",
@@ -201,7 +202,11 @@ def _check(spec: TopicSpec, state: TopicState) -> tuple[list[str], list[str]]:
 
 
 async def declare_topics(
-    kafka_url: str, specs: Iterable[TopicSpec], *, metadata_wait_s: float = METADATA_WAIT_S
+    kafka_url: str,
+    specs: Iterable[TopicSpec],
+    *,
+    metadata_wait_s: float = METADATA_WAIT_S,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> dict[str, TopicState]:
     """Create the missing topics of ``specs``, wait until served, check all; their states.
 
@@ -209,7 +214,7 @@ async def declare_topics(
     when the broker refuses a creation (or cannot be reached).
     """
     wanted = {spec.name: spec for spec in specs}
-    admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap(kafka_url))
+    admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap(kafka_url), **client_options(auth))
     await admin.start()
     try:
         new = [
@@ -267,21 +272,26 @@ class TopicDeclarations(Service):
         specs: Iterable[TopicSpec],
         *,
         timeout_s: float = DECLARE_TIMEOUT_S,
+        auth: KafkaAuth = PLAINTEXT,
         **kwargs: Any,
     ) -> None:
         self.kafka_url = kafka_url
+        self.auth = auth
         self.specs = list(specs)
         self.timeout_s = timeout_s
         self.states: dict[str, TopicState] = {}
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
-        """Declare the topics (bounded); raises TopicMismatch or KafkaError."""
+        """Declare the topics (bounded); raises TopicMismatch, KafkaAuthError or KafkaError."""
         deadline = time.monotonic() + self.timeout_s
         backoff = 0.2
         while True:
             try:
-                self.states = await declare_topics(self.kafka_url, self.specs)
+                # First of the worker's connections: a refused login fails the start here,
+                # by name, instead of as "Unable to bootstrap" retried until the deadline.
+                await check_login(_bootstrap(self.kafka_url), self.auth)
+                self.states = await declare_topics(self.kafka_url, self.specs, auth=self.auth)
                 return
             except KafkaConnectionError as exc:
                 if time.monotonic() + backoff > deadline:

@@ -174,7 +174,7 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _seek_off(self, partition: TP, offset: int) -> None:
+    async def _seek(self, partition: TP, offset: int) -> None:
         """Seek in the consumer thread, where aiokafka's fetcher and its futures live.
 
         Patch (6). Faust 0.15.3 calls aiokafka's ``seek`` from the caller's thread (the

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.kafka_auth import KafkaAuth, client_options
 from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.tools.simulator import SimulationConfig, run_simulation
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
@@ -73,6 +74,7 @@ async def _watch(settings: Settings, watcher: Watcher, stop: asyncio.Event) -> N
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
+        **client_options(KafkaAuth.from_settings(settings)),
     )
     await consumer.start()
     try:

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.kafka_auth import KafkaAuth
 from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.training.datagen import entity_id_for, sample_request_features
@@ -118,6 +119,7 @@ async def run_simulation(
     producer = track_sent_topics(
         new_producer(
             settings.kafka_url,
+            auth=KafkaAuth.from_settings(settings),
             linger_ms=5,
             max_batch_size=1_048_576,
             max_request_size=4 * 1_048_576,

@@ -31,6 +31,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """``PHOENIX_*`` variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
     for name, variable in ENV.items():
+        if name == "kafka_password" and settings.kafka_password_file:
+            continue  # the child reads it from the file, as this process did
         value = getattr(settings, name)
         env[variable] = ",".join(value) if isinstance(value, tuple) else str(value)
     return env

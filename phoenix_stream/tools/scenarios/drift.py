@@ -37,6 +37,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.streaming.kafka_auth import KafkaAuth
 from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.tools.scenarios.follow import follow_json
@@ -203,7 +204,9 @@ async def _traffic(
     Request ids carry the run's ``tag``: runs sharing a database must not share ids.
     """
     rng = np.random.default_rng(config.seed)
-    producer = track_sent_topics(new_producer(settings.kafka_url, linger_ms=5))
+    producer = track_sent_topics(
+        new_producer(settings.kafka_url, auth=KafkaAuth.from_settings(settings), linger_ms=5)
+    )
     await producer.start()
     due: deque[tuple[float, list[tuple[str, int]]]] = deque()
     counter = 0
@@ -256,7 +259,12 @@ async def _watch_predictions(settings: Settings, seen: Seen) -> None:
     def keep(p: dict[str, Any]) -> None:
         seen.served.setdefault(str(p["request_id"]), (str(p["version"]), int(p["label"])))
 
-    await follow_json(settings.kafka_url, settings.topic("predictions"), keep)
+    await follow_json(
+        settings.kafka_url,
+        settings.topic("predictions"),
+        keep,
+        auth=KafkaAuth.from_settings(settings),
+    )
 
 
 @dataclass

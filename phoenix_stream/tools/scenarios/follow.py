@@ -11,12 +11,17 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from phoenix_stream.settings import bootstrap_servers
+from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, client_options
 
 RECHECK_S = 2.0  # how often the topic's partitions are looked up again
 
 
 async def follow_json(
-    kafka_url: str, topic: str, on_value: Callable[[dict[str, Any]], None]
+    kafka_url: str,
+    topic: str,
+    on_value: Callable[[dict[str, Any]], None],
+    *,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> None:
     """Call ``on_value`` with every JSON object on ``topic``, from the start, until cancelled.
 
@@ -28,6 +33,7 @@ async def follow_json(
         bootstrap_servers=bootstrap_servers(kafka_url),
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
+        **client_options(auth),
     )
     await consumer.start()
     try:

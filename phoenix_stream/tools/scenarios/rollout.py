@@ -31,6 +31,7 @@ import orjson
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
 from phoenix_stream.settings import Settings
+from phoenix_stream.streaming.kafka_auth import KafkaAuth
 from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.tools.scenarios.follow import follow_json
@@ -223,7 +224,9 @@ async def _traffic(
     sink keeps the first prediction of an id, the feedback store its first label).
     """
     rng = np.random.default_rng(config.seed)
-    producer = track_sent_topics(new_producer(settings.kafka_url, linger_ms=5))
+    producer = track_sent_topics(
+        new_producer(settings.kafka_url, auth=KafkaAuth.from_settings(settings), linger_ms=5)
+    )
     await producer.start()
     due: deque[tuple[float, list[tuple[str, int]]]] = deque()
     started = time.monotonic()
@@ -289,7 +292,12 @@ async def _watch_predictions(settings: Settings, seen: Observed) -> None:
         tally[0] += int(p["label"] == seen.labels.get(request_id))
         tally[1] += 1
 
-    await follow_json(settings.kafka_url, settings.topic("predictions"), count)
+    await follow_json(
+        settings.kafka_url,
+        settings.topic("predictions"),
+        count,
+        auth=KafkaAuth.from_settings(settings),
+    )
 
 
 async def _watch_dead_letters(settings: Settings, seen: Observed) -> None:
@@ -303,7 +311,12 @@ async def _watch_dead_letters(settings: Settings, seen: Observed) -> None:
         request_id = str(original.get("request_id")) if isinstance(original, dict) else "?"
         seen.dead_lettered[request_id] = f"{letter.get('error_kind')}: {letter.get('error')}"
 
-    await follow_json(settings.kafka_url, settings.topic("dead-letters"), note)
+    await follow_json(
+        settings.kafka_url,
+        settings.topic("dead-letters"),
+        note,
+        auth=KafkaAuth.from_settings(settings),
+    )
 
 
 async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> None:
