@@ -17,6 +17,7 @@ from faust.types import TopicT
 from mode import ServiceT
 
 from phoenix_stream.messages.schemas import DeadLetter
+from phoenix_stream.redaction import LogRedaction, settings_secrets
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
 from phoenix_stream.stop_deadline import StopDeadline
@@ -60,6 +61,12 @@ class PhoenixApp(faust.App):
         transport = ShortFetchTransport(self.conf.broker_consumer, self)
         transport.fetch_max_wait_ms = self.settings.fetch_max_wait_ms
         return transport
+
+    async def on_first_start(self) -> None:
+        # Last line of defence behind explicit redaction: no log record of this process
+        # shows a credential of the settings, whichever library wrote it.
+        LogRedaction(settings_secrets(self.settings)).install()
+        await super().on_first_start()
 
     async def on_stop(self) -> None:
         # First thing of a stop: from now on the process ends within stop_timeout_s.

@@ -29,10 +29,11 @@ from phoenix_stream.embedded import (
     stop_services,
 )
 from phoenix_stream.exceptions import PhoenixError
+from phoenix_stream.redaction import redact
 
 
 def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(f"error: {redact(str(exc))}", err=True)
     raise SystemExit(1)
 
 
@@ -126,7 +127,7 @@ async def services(
         state = "running" if status.running else "stopped"
         pid = status.pid if status.pid is not None else "-"
         name = f"{status.name} ({status.kind})" if status.kind else status.name
-        click.echo(f"{name:<16} {state:<8} pid {pid!s:<8} {status.url}")
+        click.echo(f"{name:<16} {state:<8} pid {pid!s:<8} {redact(status.url)}")
 
 
 @app.command(
@@ -243,7 +244,7 @@ async def seed(self: AppCommand, entities: int) -> None:
     from phoenix_stream.features.seeding import seed_feature_store
 
     count = await seed_feature_store(settings.redis_url, entities)
-    click.echo(f"seeded {count} entities into {settings.redis_url}")
+    click.echo(f"seeded {count} entities into {redact(settings.redis_url)}")
 
 
 @app.command(

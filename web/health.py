@@ -11,6 +11,7 @@ from faust import web
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.redaction import redact
 from phoenix_stream.streaming.transport import cluster_health, group_membership
 from phoenix_stream.web.responses import json_response
 
@@ -100,7 +101,8 @@ async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
     # An agent that stopped consuming while records wait (the runtime checks each second).
     for agent, stall in runtime.stalls.current.items():
         failing[f"agent {agent}"] = f"stalled: {stall.describe()}"
-    return failing
+    # A driver's error may echo the address it was given, credentials included.
+    return {name: redact(reason) for name, reason in failing.items()}
 
 
 @app.page("/ready")

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 from mode import Service
 from redis.asyncio import Redis
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 
 from phoenix_stream.exceptions import FeatureStoreError
 from phoenix_stream.features.codec import StoredFeatures, decode_features, encode_features
+from phoenix_stream.redaction import redact
 
 __all__ = ["FeatureStore", "StoredFeatures"]
 
@@ -32,16 +32,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEY_PREFIX = "phoenix:features:"
 _MSET_CHUNK = 1000  # key/value pairs per MSET: keeps each command's buffer small
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -93,7 +83,7 @@ class FeatureStore(Service):
         if not await self.ping():
             log.warning(
                 "Redis at %s is not reachable; features will fail until it is",
-                redact_url(self.redis_url),
+                redact(self.redis_url),
             )
 
     async def on_stop(self) -> None:
@@ -129,7 +119,7 @@ class FeatureStore(Service):
                 raws = cast("list[bytes | None]", await self.client.mget(keys))
         except (RedisError, OSError) as exc:  # TimeoutError is an OSError
             raise FeatureStoreError(
-                f"MGET of {len(keys)} keys from {redact_url(self.redis_url)} failed: {exc!r}"
+                redact(f"MGET of {len(keys)} keys from {self.redis_url} failed: {exc!r}")
             ) from exc
         out: list[StoredFeatures | None] = []
         for key, raw in zip(keys, raws, strict=True):
@@ -180,7 +170,7 @@ class FeatureStore(Service):
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise FeatureStoreError(
-                f"MSET of {len(encoded)} keys to {redact_url(self.redis_url)} failed: {exc!r}"
+                redact(f"MSET of {len(encoded)} keys to {self.redis_url} failed: {exc!r}")
             ) from exc
 
     async def seed(

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -32,6 +31,7 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from mode import Service
 
 from phoenix_stream.exceptions import SinkError, ValidationError
+from phoenix_stream.redaction import redact
 from phoenix_stream.storage.migrations import apply_migrations
 from phoenix_stream.storage.rows import COLUMNS, prediction_records
 
@@ -313,7 +313,7 @@ class PredictionSink(Service):
             except _DRIVER_ERRORS as exc:
                 if pool is not None:
                     pool.terminate()
-                raise SinkError(f"cannot open PostgreSQL at {_redact(self.dsn)}: {exc!r}") from exc
+                raise SinkError(redact(f"cannot open PostgreSQL at {self.dsn}: {exc!r}")) from exc
             except SinkError:
                 if pool is not None:
                     pool.terminate()
@@ -376,7 +376,9 @@ class PredictionSink(Service):
                     conn.terminate()
                     raise
         except _DRIVER_ERRORS as exc:
-            raise SinkError(f"writing {len(records)} predictions failed: {exc!r}") from exc
+            raise SinkError(
+                f"writing {len(records)} predictions failed: {redact(repr(exc))}"
+            ) from exc
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
     async def write_until_done(
@@ -507,7 +509,7 @@ class PredictionSink(Service):
             async with pool.acquire(timeout=self.command_timeout_s) as conn:
                 yield conn
         except _DRIVER_ERRORS as exc:
-            raise SinkError(f"PostgreSQL failed: {exc!r}") from exc
+            raise SinkError(f"PostgreSQL failed: {redact(repr(exc))}") from exc
 
     async def ping(self) -> bool:
         """True if PostgreSQL answers ``SELECT 1`` within the connect timeout; never raises."""
@@ -533,7 +535,7 @@ class PredictionSink(Service):
                     return int(await conn.fetchval(_COUNT[target]))
                 return int(await conn.fetchval(_COUNT_MODEL[target], model))
         except _DRIVER_ERRORS as exc:
-            raise SinkError(f"counting {target} failed: {exc!r}") from exc
+            raise SinkError(f"counting {target} failed: {redact(repr(exc))}") from exc
 
 
 def _checked(table: str) -> Table:
@@ -542,15 +544,3 @@ def _checked(table: str) -> Table:
         if table == known:
             return known
     raise ValueError(f"table must be one of {TABLES}, got {table!r}")
-
-
-def _redact(dsn: str) -> str:
-    """The DSN without its password (URL or key=value form), for messages."""
-    if "://" not in dsn:
-        return re.sub(r"password\s*=\s*\S+", "password=***", dsn)
-    scheme, rest = dsn.split("://", 1)
-    if "@" not in rest:
-        return dsn
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else dsn

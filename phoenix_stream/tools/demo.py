@@ -20,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from phoenix_stream.features.seeding import seed_feature_store
+from phoenix_stream.redaction import redact
 from phoenix_stream.settings import Settings
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, client_options
 from phoenix_stream.tools.services import running_services, services_given
@@ -117,6 +118,14 @@ async def _count_rows(dsn: str, run_id: str) -> int:
         await connection.close()
 
 
+def addresses_line(settings: Settings) -> str:
+    """The services the demo uses, as it prints them: without their credentials."""
+    return redact(
+        f"  kafka {settings.kafka_url}  redis {settings.redis_url}  "
+        f"postgres {settings.postgres_dsn}"
+    )
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -136,10 +145,7 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
     try:
         async with running_services(settings, settings.state_dir, own=own_services) as settings:
             try:
-                _say(
-                    f"  kafka {settings.kafka_url}  redis {settings.redis_url}  "
-                    f"postgres {settings.postgres_dsn}"
-                )
+                _say(addresses_line(settings))
                 if await asyncio.to_thread(ensure_demo_models, settings.models_dir):
                     _say(f"trained the demo models into {settings.models_dir}")
                 started = time.monotonic()

@@ -1,4 +1,4 @@
-"""FeatureStore without Redis: construction, keys, redaction, and errors before start.
+"""FeatureStore without Redis: construction, keys, and errors before start.
 
 Reads and writes against a real Redis are in tests/integration/test_feature_store.py.
 """
@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from phoenix_stream.exceptions import FeatureStoreError
-from phoenix_stream.features.store import FeatureStore, redact_url
+from phoenix_stream.features.store import FeatureStore
 
 
 def test_key_uses_prefix() -> None:
@@ -46,18 +46,6 @@ async def test_seed_checks_arguments_before_connecting() -> None:
         await store.seed(["a", "b"], [{"x": 1.0}])
     with pytest.raises(ValueError, match="chunk"):
         await store.seed(["a"], [{"x": 1.0}], chunk=0)
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-        ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
-        ("redis://bob:s3cret@host:1/2", "redis://bob:***@host:1/2"),
-    ],
-)
-def test_redact_url_hides_password(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 async def test_a_redis_that_accepts_but_never_answers_fails_the_read() -> None:
