@@ -21,6 +21,7 @@ from phoenix_stream.drift.monitor import DriftRule
 from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import DeliveryTimeout
 from phoenix_stream.features.store import FeatureStore
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.publisher import DeploymentPublisher
 from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules
@@ -80,13 +81,20 @@ class Runtime(Service):
         # Labels and online evaluation, on the sink's pool (opened with the sink).
         self.feedback = FeedbackStore(self.sink, is_stopping=self._is_stopping)
         self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
-        self.models = ServingModels(self.registry, retry_s=settings.model_retry_s)
+        self.models = ServingModels(
+            self.registry,
+            retry_s=settings.model_retry_s,
+            registered=lambda model, version: version in self.registry.versions(model),
+        )
+        # Signs and verifies the control records (deployments, retrain); required at start.
+        self.control_auth = ControlAuth.from_settings(settings)
         self.deployments = DeploymentBoard(
             settings.kafka_url,
             settings.topic("deployments"),
             self.models,
             self.registry,
             Deployment.from_settings(settings),
+            self.control_auth,
         )
         self.predictor = Predictor(
             self.models,
@@ -120,7 +128,11 @@ class Runtime(Service):
             chunk_requests=settings.chunk_requests,
         )
         self.publisher = DeploymentPublisher(
-            self.deployments, self.registry, self.emitter, settings.topic("deployments")
+            self.deployments,
+            self.registry,
+            self.emitter,
+            settings.topic("deployments"),
+            self.control_auth,
         )
         self.rollout = RolloutController(
             self.deployments,
@@ -135,6 +147,7 @@ class Runtime(Service):
             self.publisher,
             settings.models_dir,
             RetrainRules.from_settings(settings),
+            challenger_by=self._challenger_by,
         )
         # What drift is measured against: each served version's reference (drift agents).
         self.drift_references = DriftReferences(
@@ -227,6 +240,11 @@ class Runtime(Service):
         results = await asyncio.gather(*(answers(c) for c in checks.values()))
         return [name for name, ok in zip(checks, results, strict=True) if not ok]
 
+    def _challenger_by(self, model: str) -> str:
+        """Who deployed ``model``'s challenger ("" when none or nobody recorded)."""
+        record = self.deployments.record(model)
+        return "" if record is None else record.challenger_by
+
     def _is_stopping(self) -> bool:
         # The app stops its agents before this runtime (a dependency): look at both.
         return bool(self.should_stop or self.app.should_stop)
@@ -251,7 +269,12 @@ class Runtime(Service):
         return outcome
 
     async def on_start(self) -> None:
-        """Load the served model versions now (in threads), so the first request does not pay."""
+        """Load the served model versions now (in threads), so the first request does not pay.
+
+        A worker without PHOENIX_CONTROL_KEY does not start (ConfigError naming it): it
+        could neither verify nor sign a control record.
+        """
+        self.control_auth.require()
         default = Deployment.from_settings(self.settings)
         # A version that fails is logged and remembered by prepare; /ready reports it and
         # the next batch after settings.model_retry_s tries it again.
