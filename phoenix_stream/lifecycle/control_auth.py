@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from phoenix_stream.exceptions import ConfigError, Unauthenticated
+from phoenix_stream.exceptions import ConfigError, Unauthenticated, ValidationError
 from phoenix_stream.messages.requests import load_json, shorten
 from phoenix_stream.settings import ENV, Settings
 
@@ -81,9 +81,10 @@ class ControlAuth:
         return orjson.dumps({**fields, AUTH_FIELD: self.tag(topic, fields)})
 
     def verify(self, topic: str, data: Any) -> dict[str, Any]:
-        """``data`` (decoded JSON) without its tag, if the tag is right; else Unauthenticated."""
+        """``data`` (decoded JSON) without its tag, if the tag is right; else Unauthenticated
+        (ValidationError when ``data`` is not an object)."""
         if not isinstance(data, dict):
-            raise Unauthenticated("$", "a control record must be a JSON object")
+            raise ValidationError("$", "a control record must be a JSON object")
         tag = data.get(AUTH_FIELD)
         if not isinstance(tag, str) or len(tag) != _TAG_CHARS:
             raise Unauthenticated(AUTH_FIELD, "missing or malformed authenticator")
@@ -99,9 +100,13 @@ class ControlAuth:
         return {k: v for k, v in data.items() if k != AUTH_FIELD}
 
     def open(self, topic: str, raw: bytes | None) -> dict[str, Any]:
-        """Decode and verify a record's bytes; ValidationError (or Unauthenticated) if not."""
+        """Decode and verify a record's bytes.
+
+        ValidationError for bytes that are not a JSON object (an invalid record, as
+        before signing); Unauthenticated for an object without the right tag.
+        """
         try:
             data = load_json(raw or b"")
         except ValueError as exc:
-            raise Unauthenticated("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
+            raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
         return self.verify(topic, data)

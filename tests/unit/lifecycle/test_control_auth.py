@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phoenix_stream.exceptions import ConfigError, Unauthenticated
+from phoenix_stream.exceptions import ConfigError, Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import AUTH_FIELD, ControlAuth, canonical
 
 KEY, OLD, OTHER = "k" * 32, "o" * 32, "x" * 32
@@ -102,9 +102,6 @@ def test_a_record_signed_for_another_topic_or_key_is_refused() -> None:
         b'{"model": "m", "auth": 7}',
         b'{"model": "m", "auth": "00"}',
         b'{"model": "m", "auth": "' + b"0" * 64 + b'"}',
-        b"[1, 2]",
-        b"not json",
-        b"",
         b'{"n": 123456789012345678901234567890, "auth": "' + b"0" * 64 + b'"}',
     ],
 )
@@ -112,6 +109,13 @@ def test_an_unsigned_or_malformed_record_is_refused_by_name(value: bytes) -> Non
     with pytest.raises(Unauthenticated) as caught:
         ControlAuth(KEY).open(TOPIC, value)
     assert caught.value.field in ("auth", "$")
+
+
+@pytest.mark.parametrize("value", [b"[1, 2]", b"not json", b"", None])
+def test_what_is_not_a_json_object_is_an_invalid_record(value: bytes | None) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ControlAuth(KEY).open(TOPIC, value)
+    assert caught.value.field == "$" and not isinstance(caught.value, Unauthenticated)
 
 
 def test_rotation_readers_accept_the_previous_key_writers_sign_with_the_current() -> None:
