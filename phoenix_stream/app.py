@@ -65,6 +65,12 @@ class PhoenixApp(faust.App):
         self.stop_deadline.arm()
         await super().on_stop()
 
+    async def on_first_start(self) -> None:
+        # Before any topic or connection: a worker without PHOENIX_CONTROL_KEY could
+        # neither verify nor sign a control record, so it does not start (ConfigError).
+        self.runtime.control_auth.require()
+        await super().on_first_start()
+
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         # Children start in this order. The topics first: any producer or consumer that
         # names a topic before it exists makes the broker create it with its defaults.

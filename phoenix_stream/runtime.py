@@ -86,7 +86,8 @@ class Runtime(Service):
             retry_s=settings.model_retry_s,
             registered=lambda model, version: version in self.registry.versions(model),
         )
-        # Signs and verifies the control records (deployments, retrain); required at start.
+        # Signs and verifies the control records (deployments, retrain); the app refuses
+        # to start without a key (PhoenixApp.on_first_start).
         self.control_auth = ControlAuth.from_settings(settings)
         self.deployments = DeploymentBoard(
             settings.kafka_url,
@@ -269,12 +270,7 @@ class Runtime(Service):
         return outcome
 
     async def on_start(self) -> None:
-        """Load the served model versions now (in threads), so the first request does not pay.
-
-        A worker without PHOENIX_CONTROL_KEY does not start (ConfigError naming it): it
-        could neither verify nor sign a control record.
-        """
-        self.control_auth.require()
+        """Load the served model versions now (in threads), so the first request does not pay."""
         default = Deployment.from_settings(self.settings)
         # A version that fails is logged and remembered by prepare; /ready reports it and
         # the next batch after settings.model_retry_s tries it again.
