@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -29,7 +32,7 @@ from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import ALL_AGENTS, bootstrap_servers
 from phoenix_stream.testing import consume_json, metric_reaches, metric_value
-from phoenix_stream.tools.worker_process import WorkerProcess
+from phoenix_stream.tools.worker_process import WorkerProcess, settings_env
 
 TOKEN = "control-test-token"
 MODEL = "credit-risk"
@@ -319,8 +322,14 @@ async def test_a_ghost_deployment_is_refused_and_cleared_across_a_restart(
     assert (await http("DELETE", url))[0] == 401
     status, body = await http("DELETE", f"{first.base_url}/v1/deployments/{MODEL}", **ADMIN)
     assert (status, body["field"]) == (409, "model")  # a registered model is deployed instead
-    status, body = await http("DELETE", url, **ADMIN)
-    assert (status, body["cleared"]) == (200, True), body
+    # The operator's command (through the admin endpoint) writes the tombstone.
+    env = {**os.environ, **settings_env(settings), "PHOENIX_ADMIN_URL": first.base_url}
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "phoenix_stream", "clear-deployment", ghost],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0 and "cleared" in cli.stdout, cli.stderr
     assert await _until_tombstone(settings.kafka_url, topic, ghost.encode()) == [record, None]
 
     # A restarted worker (same topics) reads the tombstone: nothing to serve, ready.
