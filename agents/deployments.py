@@ -2,20 +2,24 @@
 
 Each worker's ``DeploymentBoard`` reads the topic for serving; this agent (one owner of
 the topic's partition at a time) records each decision once in ``deployment_history``
-and dead-letters a record that is not a valid decision (``invalid_deployment``).
+and dead-letters a record that is not a valid decision (``invalid_deployment``) or not
+an authentic one (``unauthenticated_control``: no or a wrong authenticator, or a key that
+is not its model); neither reaches the audit trail. Tombstones are skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from phoenix_stream.app import app, deployments_topic, settings
-from phoenix_stream.exceptions import PhoenixError, ValidationError
-from phoenix_stream.lifecycle.deployments import DeploymentRecord, decode_record
+from phoenix_stream.exceptions import PhoenixError, Unauthenticated, ValidationError
+from phoenix_stream.lifecycle import control_auth
+from phoenix_stream.lifecycle.deployments import DeploymentRecord, read_record
 from phoenix_stream.storage.deployments import DeploymentHistory
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.records import InRecord, OutRecord
@@ -28,19 +32,31 @@ async def deployments(stream: Any) -> None:
     """Record every decision on ``deployments`` in PostgreSQL."""
     runtime = app.runtime
     history = DeploymentHistory(runtime.sink)
+    board = runtime.deployments
 
     async def handle(records: Sequence[InRecord]) -> None:
         valid: list[DeploymentRecord] = []
         dead: list[OutRecord] = []
+        now = time.time()
         for record in records:
+            if record.value is None:
+                continue  # a tombstone (DELETE /v1/deployments/{model}): nothing to record
             try:
-                valid.append(decode_record(record.value))
-            except ValidationError as exc:
-                dead.append(
-                    runtime.dead_letters.record(
-                        record, "invalid_deployment", str(exc), field=exc.field
+                valid.append(
+                    read_record(
+                        record.topic,
+                        record.key,
+                        record.value,
+                        runtime.control_auth,
+                        registered=board.registered,
+                        now_s=now,
                     )
                 )
+            except ValidationError as exc:
+                kind = (
+                    control_auth.KIND if isinstance(exc, Unauthenticated) else "invalid_deployment"
+                )
+                dead.append(runtime.dead_letters.record(record, kind, str(exc), field=exc.field))
         await history.record(valid)
         if dead:
             await runtime.emitter.emit(dead)

@@ -94,6 +94,15 @@ async def drift_window_agent(stream: Any) -> None:
                 )
                 await runtime.emitter.emit([dead])
                 continue
+            # A version not in the registry would grow the tables and the metrics with
+            # names anyone can write: refused here, by name.
+            if batch.version not in runtime.registry.versions(batch.model):
+                reason = f"no model {batch.model!r} version {batch.version!r} in the registry"
+                dead = runtime.dead_letters.record(
+                    record, "invalid_drift_counts", reason, field="model"
+                )
+                await runtime.emitter.emit([dead])
+                continue
             # Counts of another shape than the version's bins would break the window they
             # land in (and every good record after them): refused here, by name.
             await runtime.drift_references.prepare([(batch.model, batch.version)])
@@ -195,8 +204,9 @@ async def drift_window_agent(stream: Any) -> None:
                 report=_summary(report),
                 data_since=report.window_end,
             )
+            topic = settings.topic("retrain")
             out.append(
-                OutRecord(settings.topic("retrain"), report.model.encode(), request.encode())
+                OutRecord(topic, report.model.encode(), request.seal(runtime.control_auth, topic))
             )
         await runtime.emitter.emit(out)
 

@@ -1,7 +1,9 @@
 """Retrain agent: each retrain request (a drift alarm, or by hand) runs the retraining job.
 
 The job trains off the event loop, one at a time per model, skips a trigger it has seen,
-registers the new version and deploys it as a shadow; the rollout controller decides.
+registers the new version and deploys it as a shadow; the rollout controller decides. A
+request that is not signed with an accepted key, or not keyed by its model, is
+dead-lettered as ``unauthenticated_control`` and runs nothing.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from phoenix_stream.app import app, retrain_topic
-from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.lifecycle.retraining import decode_request
+from phoenix_stream.exceptions import Unauthenticated, ValidationError
+from phoenix_stream.lifecycle import control_auth
+from phoenix_stream.lifecycle.retraining import read_request
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.records import InRecord
 
@@ -31,11 +34,10 @@ async def retrain(stream: Any) -> None:
     async def handle(records: Sequence[InRecord]) -> None:
         for record in records:
             try:
-                request = decode_request(record.value)
+                request = read_request(record.topic, record.key, record.value, runtime.control_auth)
             except ValidationError as exc:
-                dead = runtime.dead_letters.record(
-                    record, "invalid_retrain", str(exc), field=exc.field
-                )
+                kind = control_auth.KIND if isinstance(exc, Unauthenticated) else "invalid_retrain"
+                dead = runtime.dead_letters.record(record, kind, str(exc), field=exc.field)
                 await runtime.emitter.emit([dead])
                 continue
             outcome = await runtime.retrain.run(request)

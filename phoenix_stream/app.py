@@ -66,6 +66,9 @@ class PhoenixApp(faust.App):
         # Last line of defence behind explicit redaction: no log record of this process
         # shows a credential of the settings, whichever library wrote it.
         LogRedaction(settings_secrets(self.settings)).install()
+        # Before any topic or connection: a worker without PHOENIX_CONTROL_KEY could
+        # neither verify nor sign a control record, so it does not start (ConfigError).
+        self.runtime.control_auth.require()
         await super().on_first_start()
 
     async def on_stop(self) -> None:

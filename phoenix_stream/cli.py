@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from phoenix_stream.exceptions import ConfigError
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.settings import Settings
 
 
@@ -31,7 +33,14 @@ def worker_argv(argv: Sequence[str], log_level: str = "info") -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``phoenix-stream`` console script."""
     # Settings import no Faust: reading them here leaves the event loop choice open.
-    log_level = Settings.from_env().log_level
+    settings = Settings.from_env()
+    log_level = settings.log_level
+    if "worker" in (sys.argv[1:] if argv is None else argv):
+        # Said before Faust starts: the app's own refusal comes later, with a traceback.
+        try:
+            ControlAuth.from_settings(settings).require()
+        except ConfigError as exc:
+            raise SystemExit(f"phoenix-stream: {exc}") from None
     args = worker_argv(sys.argv[1:] if argv is None else argv, log_level)
     # Faust picks its event loop from sys.argv when ``faust`` is first imported.
     sys.argv = [sys.argv[0], *args]

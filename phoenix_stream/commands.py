@@ -507,16 +507,33 @@ async def rollback(self: AppCommand, model: str, reason: str) -> None:
 @app.command(
     argument("model"),
     option("--reason", default="retrain requested by hand", help="Why: kept in the manifest."),
+    option(
+        "--replace-challenger",
+        is_flag=True,
+        default=False,
+        help="The new version may replace a challenger that a person deployed.",
+    ),
     base=ProjectCommand,
 )
-async def retrain(self: AppCommand, model: str, reason: str) -> None:
+async def retrain(self: AppCommand, model: str, reason: str, replace_challenger: bool) -> None:
     """Ask for a new MODEL version trained on recent feedback, shadowed (admin API)."""
     from phoenix_stream.lifecycle.admin_client import call
 
-    body = {"reason": reason, "actor": "cli"}
+    body: dict[str, Any] = {"reason": reason, "actor": "cli"}
+    if replace_challenger:
+        body["replace_challenger"] = True
     answer = await call(settings, "POST", f"/v1/models/{model}/retrain", body)
     request = answer["request"]
     click.echo(f"{model}: retrain requested ({request['reason']}) on {answer['topic']}")
+
+
+@app.command(argument("model"), base=ProjectCommand)
+async def clear_deployment(self: AppCommand, model: str) -> None:
+    """Forget the deployments of MODEL, a model not in the registry (admin API)."""
+    from phoenix_stream.lifecycle.admin_client import call
+
+    answer = await call(settings, "DELETE", f"/v1/deployments/{model}")
+    click.echo(f"{model}: deployments cleared (a tombstone on {answer['topic']})")
 
 
 @app.command(

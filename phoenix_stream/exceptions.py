@@ -6,6 +6,7 @@ PhoenixError
 │   └── KafkaAuthError     the broker refused this client's SASL login
 ├── ServiceError           an embedded service could not start or stop
 ├── ValidationError        a request is malformed (field named)
+│   └── Unauthenticated    a control record's authenticator is missing or wrong
 ├── UnknownModelError      a request names a model that is not deployed
 ├── ModelLoadError         a model version could not be loaded
 ├── InferenceError         running a loaded model failed
@@ -49,6 +50,10 @@ class ValidationError(PhoenixError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class Unauthenticated(ValidationError):
+    """A control record (deployments, retrain) is not signed by a key the reader accepts."""
 
 
 class UnknownModelError(PhoenixError):

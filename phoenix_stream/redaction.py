@@ -132,7 +132,10 @@ class LogRedaction(logging.Filter):
 
 
 # Field names that hold a secret outright, and those that may carry credentials inside.
-_SECRET_FIELD = re.compile(r"pass|pwd|secret|token|(?:^|_)key$", re.IGNORECASE)
+_SECRET_FIELD = re.compile(r"pass|pwd|secret|token|(?:^|_)keys?(?:_|$)", re.IGNORECASE)
+# Lists of secrets ("k1,k2", "model=token,..."): each item is a secret of its own; short
+# items are left alone (they would mask ordinary words, and no setting allows them).
+_MIN_LISTED_SECRET = 8
 _ADDRESS_FIELD = re.compile(r"(?:^|_)(?:url|dsn)$", re.IGNORECASE)
 
 
@@ -148,4 +151,8 @@ def settings_secrets(settings: Any) -> set[str]:
             found |= secrets_in(value)
         elif _SECRET_FIELD.search(field.name):
             found.add(value)
+            for item in value.split(","):
+                secret = item.rpartition("=")[2].strip()
+                if len(secret) >= _MIN_LISTED_SECRET:
+                    found.add(secret)
     return found

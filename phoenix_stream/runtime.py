@@ -21,6 +21,7 @@ from phoenix_stream.drift.monitor import DriftRule
 from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import DeliveryTimeout
 from phoenix_stream.features.store import FeatureStore
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.publisher import DeploymentPublisher
 from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules
@@ -83,14 +84,22 @@ class Runtime(Service):
         # Labels and online evaluation, on the sink's pool (opened with the sink).
         self.feedback = FeedbackStore(self.sink, is_stopping=self._is_stopping)
         self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
-        self.models = ServingModels(self.registry, retry_s=settings.model_retry_s)
+        self.models = ServingModels(
+            self.registry,
+            retry_s=settings.model_retry_s,
+            registered=lambda model, version: version in self.registry.versions(model),
+        )
+        # Signs and verifies the control records (deployments, retrain); the app refuses
+        # to start without a key (PhoenixApp.on_first_start).
+        self.control_auth = ControlAuth.from_settings(settings)
         self.deployments = DeploymentBoard(
             settings.kafka_url,
             settings.topic("deployments"),
             self.models,
             self.registry,
             Deployment.from_settings(settings),
-            auth=KafkaAuth.from_settings(settings),
+            self.control_auth,
+            kafka_auth=KafkaAuth.from_settings(settings),
         )
         self.predictor = Predictor(
             self.models,
@@ -124,7 +133,11 @@ class Runtime(Service):
             chunk_requests=settings.chunk_requests,
         )
         self.publisher = DeploymentPublisher(
-            self.deployments, self.registry, self.emitter, settings.topic("deployments")
+            self.deployments,
+            self.registry,
+            self.emitter,
+            settings.topic("deployments"),
+            self.control_auth,
         )
         self.rollout = RolloutController(
             self.deployments,
@@ -139,6 +152,7 @@ class Runtime(Service):
             self.publisher,
             settings.models_dir,
             RetrainRules.from_settings(settings),
+            challenger_by=self._challenger_by,
         )
         # What drift is measured against: each served version's reference (drift agents).
         self.drift_references = DriftReferences(
@@ -240,6 +254,11 @@ class Runtime(Service):
 
         results = await asyncio.gather(*(answers(c) for c in checks.values()))
         return [name for name, ok in zip(checks, results, strict=True) if not ok]
+
+    def _challenger_by(self, model: str) -> str:
+        """Who deployed ``model``'s challenger ("" when none or nobody recorded)."""
+        record = self.deployments.record(model)
+        return "" if record is None else record.challenger_by
 
     def _is_stopping(self) -> bool:
         # The app stops its agents before this runtime (a dependency): look at both.

@@ -34,6 +34,7 @@ AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "drift", "retrain
 # jobs inside the worker process; the drift scenario turns them on.
 DEFAULT_AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "feedback")
 ALL_AGENTS = AGENTS
+MIN_CONTROL_KEY_CHARS = 32  # a control key's length: 32 hex characters are 128 bits
 
 # Field name -> environment variable. The only place variable names are spelled.
 ENV: dict[str, str] = {
@@ -100,6 +101,9 @@ ENV: dict[str, str] = {
     "retrain_min_rows": "PHOENIX_RETRAIN_MIN_ROWS",
     "retrain_max_rows": "PHOENIX_RETRAIN_MAX_ROWS",
     "retrain_wait_s": "PHOENIX_RETRAIN_WAIT_S",
+    "retrain_min_interval_s": "PHOENIX_RETRAIN_MIN_INTERVAL_S",
+    "control_key": "PHOENIX_CONTROL_KEY",
+    "control_keys_previous": "PHOENIX_CONTROL_KEYS_PREVIOUS",
     "stop_timeout_s": "PHOENIX_STOP_TIMEOUT_S",
     "stall_timeout_s": "PHOENIX_STALL_TIMEOUT_S",
     "stall_exit_s": "PHOENIX_STALL_EXIT_S",
@@ -196,6 +200,14 @@ class Settings:
     retrain_min_rows: int = 2000
     retrain_max_rows: int = 50_000
     retrain_wait_s: float = 240.0
+    # At most one retraining per model trains within this many seconds; more requests
+    # end rate_limited (counted), so that a flood of requests is not a flood of jobs.
+    retrain_min_interval_s: float = 300.0
+    # HMAC-SHA256 key of the control records (deployments, retrain): every writer signs
+    # with control_key, every reader accepts it or one of control_keys_previous (comma-
+    # separated, for a rotation). A worker does not start without one. Never printed.
+    control_key: str = dataclass_field(default="", repr=False)
+    control_keys_previous: str = dataclass_field(default="", repr=False)
     # A stopping worker exits within this many seconds, however its stop goes: what it
     # had not finished stays unacknowledged on the topics and is read again.
     stop_timeout_s: float = 25.0
@@ -210,6 +222,11 @@ class Settings:
     # (known by its cluster id), not Tansu, whose end offsets are wrong.
     lag_interval_s: float = 5.0
     lag_trust: LagTrust = "auto"
+
+    @property
+    def previous_control_keys(self) -> tuple[str, ...]:
+        """The keys of ``PHOENIX_CONTROL_KEYS_PREVIOUS``, still accepted by readers."""
+        return tuple(k.strip() for k in self.control_keys_previous.split(",") if k.strip())
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``requests``."""
@@ -292,6 +309,17 @@ class Settings:
             "between PHOENIX_RETRAIN_MIN_ROWS and 1000000",
         )
         _check(0 <= self.retrain_wait_s <= 86_400, "retrain_wait_s", "between 0 and 86400")
+        _check(self.retrain_min_interval_s >= 0, "retrain_min_interval_s", "zero or more")
+        _check(
+            not self.control_key or len(self.control_key) >= MIN_CONTROL_KEY_CHARS,
+            "control_key",
+            f"at least {MIN_CONTROL_KEY_CHARS} characters (e.g. 'openssl rand -hex 32')",
+        )
+        _check(
+            all(len(k) >= MIN_CONTROL_KEY_CHARS for k in self.previous_control_keys),
+            "control_keys_previous",
+            f"comma-separated keys of at least {MIN_CONTROL_KEY_CHARS} characters each",
+        )
         _check(self.stall_timeout_s > 0, "stall_timeout_s", "a positive number")
         _check(0.1 <= self.lag_interval_s <= 3600, "lag_interval_s", "between 0.1 and 3600 seconds")
         _check(self.lag_trust in LAG_TRUSTS, "lag_trust", f"one of {', '.join(LAG_TRUSTS)}")

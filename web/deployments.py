@@ -3,23 +3,37 @@
 ``GET /v1/deployments`` and ``GET /v1/deployments/{model}`` are open. ``PUT
 /v1/deployments/{model}``, ``POST .../promote`` and ``POST .../rollback`` need
 ``Authorization: Bearer <PHOENIX_ADMIN_TOKEN>``: 401 without it, 403 with a wrong one,
-and with no token configured they are off (403 saying so), never open.
+and with no token configured they are off (403 saying so), never open. ``DELETE
+/v1/deployments/{model}`` (admin) clears a model that is not in the registry (a ghost):
+a tombstone on the compacted topic, so a restarted worker no longer reads it.
+
+The audit trail's ``actor`` is the authenticated caller: ``admin`` (the token's holder),
+followed by the name the body gives, if any (``admin:cli``), never that name alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from typing import Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream.app import app, settings
-from phoenix_stream.exceptions import SinkError, ValidationError
+from phoenix_stream.exceptions import DeliveryTimeout, SinkError, ValidationError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.serving.registry import is_identifier
 from phoenix_stream.storage.deployments import DeploymentHistory
+from phoenix_stream.streaming.records import OutRecord
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
 
+ADMIN = "admin"  # who holds PHOENIX_ADMIN_TOKEN, in the audit trail
+log = logging.getLogger(__name__)
+
+# How long a caller waits for a tombstone to be recorded on Kafka, seconds.
+EMIT_TIMEOUT_S = 5.0
 _CHANGE_FIELDS = frozenset(
     {"champion", "challenger", "strategy", "share", "steps", "reason", "evidence", "actor"}
 )
@@ -36,6 +50,12 @@ def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | 
     if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
         return json_error(403, "wrong bearer token", "Authorization")
     return None
+
+
+def admin_actor(claimed: Any) -> str:
+    """The actor of an admin request: ``admin``, or ``admin:<the name it gives>``."""
+    name = str(claimed or "").strip()[:100]
+    return f"{ADMIN}:{name}" if name else ADMIN
 
 
 def state(model: str) -> dict[str, Any]:
@@ -128,13 +148,35 @@ class DeploymentView(web.View):
         unknown = sorted(set(body) - _CHANGE_FIELDS)
         if unknown:
             return json_error(422, "unknown field", unknown[0][:64])
-        actor = body.pop("actor", None) or "http"
+        actor = admin_actor(body.pop("actor", None))
         try:
-            record = await app.runtime.publisher.deploy(model, body, actor=str(actor)[:200])
+            record = await app.runtime.publisher.deploy(model, body, actor=actor)
         except ValidationError as exc:
             status = 404 if exc.field == "model" else 422
             return json_error(status, exc.message, exc.field)
         return answer(record)
+
+    @json_errors
+    async def delete(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
+        """Clear a ghost: 200 once the tombstone is on the topic; 409 for a registered model."""
+        refused = refuse_unless_admin(request)
+        if refused is not None:
+            return refused
+        if not is_identifier(model):
+            return json_error(422, "must be a model name (letters, digits, ._-)", "model")
+        if app.runtime.deployments.registered(model):
+            return json_error(
+                409, f"{model!r} is in the registry: deploy it instead of clearing it", "model"
+            )
+        topic = settings.topic("deployments")
+        try:
+            await asyncio.wait_for(
+                app.runtime.emitter.emit([OutRecord(topic, model.encode(), None)]), EMIT_TIMEOUT_S
+            )
+        except TimeoutError as exc:
+            raise DeliveryTimeout("the tombstone could not be recorded on Kafka in time") from exc
+        log.warning("deployments of %s cleared by %s (a tombstone on %s)", model, ADMIN, topic)
+        return json_response({"model": model, "cleared": True, "topic": topic})
 
 
 async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aiohttp_web.Response:
@@ -147,11 +189,11 @@ async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aioh
         if error is not None:
             return error
     reason = body.get("reason", f"{action} by hand") if isinstance(body, dict) else ""
-    actor = body.get("actor", "http") if isinstance(body, dict) else "http"
+    actor = admin_actor(body.get("actor") if isinstance(body, dict) else None)
     publisher = app.runtime.publisher
     decide = publisher.promote if action == "promote" else publisher.rollback
     try:
-        record = await decide(model, actor=str(actor)[:200], reason=str(reason)[:1000])
+        record = await decide(model, actor=actor, reason=str(reason)[:1000])
     except ValidationError as exc:
         status = 409 if exc.field == "challenger" else 404 if exc.field == "model" else 422
         return json_error(status, exc.message, exc.field)

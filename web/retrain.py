@@ -1,8 +1,11 @@
 """``POST /v1/models/{model}/retrain``: ask for a retraining, through the ``retrain`` topic.
 
 Admin only (``Authorization: Bearer <PHOENIX_ADMIN_TOKEN>``, as the deployment changes).
-The body (optional) is ``{"reason"?, "trigger_id"?, "report"?, "actor"?}``; the view
-produces a ``RetrainRequest`` keyed by the model and answers 202 once the broker has it,
+The body (optional) is ``{"reason"?, "trigger_id"?, "report"?, "actor"?, "data_since"?,
+"replace_challenger"?}`` (``replace_challenger``: the new version may replace a
+challenger that a person deployed; only this admin path can say so). The request's
+actor is ``admin`` (with the body's name: ``admin:cli``). The view produces a signed
+``RetrainRequest`` keyed by the model and answers 202 once the broker has it,
 so every retraining, by hand or on drift, runs through the one retrain agent. 404 for a
 model not in the registry, 422 naming the field, 503 when the broker does not answer.
 """
@@ -21,19 +24,22 @@ from phoenix_stream.exceptions import DeliveryTimeout, ProduceError, ShuttingDow
 from phoenix_stream.lifecycle.retraining import RetrainRequest, parse_request
 from phoenix_stream.messages.requests import shorten
 from phoenix_stream.streaming.records import OutRecord
-from phoenix_stream.web.deployments import refuse_unless_admin
+from phoenix_stream.web.deployments import admin_actor, refuse_unless_admin
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
 
 # How long a caller waits for its request to be recorded on Kafka, seconds.
 EMIT_TIMEOUT_S = 5.0
 MAX_BODY_BYTES = 16_384
 DEFAULT_REASON = "retrain requested by hand"
-_BODY_FIELDS = frozenset({"reason", "trigger_id", "report", "actor", "data_since"})
+_BODY_FIELDS = frozenset(
+    {"reason", "trigger_id", "report", "actor", "data_since", "replace_challenger"}
+)
 
 
 def retrain_record(request: RetrainRequest) -> OutRecord:
-    """The ``retrain`` topic record of ``request``, keyed by its model."""
-    return OutRecord(settings.topic("retrain"), request.model.encode(), request.encode())
+    """The signed ``retrain`` topic record of ``request``, keyed by its model."""
+    topic = settings.topic("retrain")
+    return OutRecord(topic, request.model.encode(), request.seal(app.runtime.control_auth, topic))
 
 
 async def submit(request: RetrainRequest) -> None:
@@ -56,8 +62,8 @@ def request_from_body(model: str, body: Any, now: float) -> RetrainRequest:
     return parse_request(
         {
             "reason": DEFAULT_REASON,
-            "actor": "http",
             **body,
+            "actor": admin_actor(body.get("actor")),
             "model": model,
             "requested_at": now,
         }

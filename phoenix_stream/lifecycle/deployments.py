@@ -16,6 +16,14 @@ highest-generation rule, and its changelog recovery is where faust-streaming's o
 table bugs live (DESIGN.md section 5); one consumer per worker on a compacted topic is
 the same read with fewer moving parts. The audit trail (who, when, why, evidence) is
 written to PostgreSQL by the ``deployments`` agent.
+
+Every reader (the board and the agent) takes a record through ``read_record``: it must
+carry a valid authenticator (``control_auth``), be keyed by its model, name a model in
+the registry, and have a generation no publisher could exceed (at most
+``MAX_GENERATION_LEAD_S`` ahead of the reader's clock: generations are milliseconds
+since epoch, so a generation at the top of its range cannot lock a model). A tombstone
+(no value; ``DELETE /v1/deployments/{model}``) changes nothing while a worker runs: it
+lets compaction forget a model that is no longer in the registry.
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from phoenix_stream import metrics
-from phoenix_stream.exceptions import UnknownModelError, ValidationError
+from phoenix_stream.exceptions import Unauthenticated, UnknownModelError, ValidationError
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.messages.requests import load_json
 from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.registry import ModelRegistry, is_identifier
@@ -49,6 +58,9 @@ DEFAULT_STEPS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.25, 0.50)
 MAX_TEXT = 1000  # characters kept of actor and reason
 MAX_EVIDENCE_BYTES = 16_384
 _YEAR_10000 = 253_402_300_800.0  # seconds since epoch; PostgreSQL's timestamps end there
+# How far ahead of a reader's clock a generation (ms since epoch) may be, seconds: clock
+# skew between workers, and many decisions within one millisecond, stay far below it.
+MAX_GENERATION_LEAD_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,9 @@ class DeploymentRecord:
     # Since when this challenger has been scored (seconds since epoch): its evidence counts
     # from there, across the steps of one rollout. 0.0 without a challenger.
     challenger_since: float = 0.0
+    # Who deployed this challenger (the authenticated actor), carried along its rollout:
+    # a retraining does not replace a challenger that a person chose. "" without one.
+    challenger_by: str = ""
 
     @property
     def model(self) -> str:
@@ -89,11 +104,16 @@ class DeploymentRecord:
             "steps": list(self.steps),
             "step": self.step,
             "challenger_since": self.challenger_since,
+            "challenger_by": self.challenger_by,
         }
 
     def encode(self) -> bytes:
-        """JSON bytes for the deployments topic."""
+        """Unsigned JSON bytes (readers refuse them on the topic: see ``seal``)."""
         return orjson.dumps(self.as_dict())
+
+    def seal(self, auth: ControlAuth, topic: str) -> bytes:
+        """Signed JSON bytes for the deployments topic ``topic``."""
+        return auth.seal(topic, self.as_dict())
 
     def versions(self) -> list[str]:
         """The versions this deployment scores with (champion, then challenger)."""
@@ -148,17 +168,51 @@ def parse_record(data: Any) -> DeploymentRecord:
     if len(encoded := orjson.dumps(evidence)) > MAX_EVIDENCE_BYTES or b"\\u0000" in encoded:
         raise ValidationError("evidence", f"must be at most {MAX_EVIDENCE_BYTES} bytes, no NUL")
     strategy_value: Strategy = strategy
+    actor = _text(data, "actor")
+    challenger_by = "" if challenger is None else _text(data, "challenger_by") or actor
     return DeploymentRecord(
         Deployment(model, champion, challenger, strategy_value, share),
         generation,
-        actor=_text(data, "actor"),
+        actor=actor,
         reason=_text(data, "reason"),
         decided_at=decided_at,
         evidence=evidence,
         steps=steps,
         step=step,
         challenger_since=since,
+        challenger_by=challenger_by,
     )
+
+
+def read_record(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    auth: ControlAuth,
+    *,
+    registered: Callable[[str], bool],
+    now_s: float,
+) -> DeploymentRecord:
+    """The decision a record of ``topic`` carries, if a reader may take it.
+
+    Unauthenticated (dead-letter kind ``unauthenticated_control``) for a wrong or missing
+    authenticator or a key that is not the record's model; ValidationError naming the
+    field for an invalid record, a model not in the registry, or a generation ahead of
+    what any publisher could have made by ``now_s`` (seconds since epoch).
+    """
+    record = parse_record(auth.open(topic, value))
+    if key != record.model.encode():
+        raise Unauthenticated("key", f"record key must be its model {record.model!r}")
+    if not registered(record.model):
+        raise ValidationError("model", f"no model {record.model!r} in the registry")
+    limit = int((now_s + MAX_GENERATION_LEAD_S) * 1000)
+    if record.generation > limit:
+        raise ValidationError(
+            "generation",
+            f"{record.generation} is ahead of any publisher's (milliseconds since epoch, "
+            f"at most {MAX_GENERATION_LEAD_S:.0f} s ahead of this reader's clock)",
+        )
+    return record
 
 
 def _epoch_seconds(value: Any, where: str) -> float:
@@ -213,13 +267,17 @@ class DeploymentBoard(Service):
         models: ServingModels,
         registry: ModelRegistry,
         default: Deployment,
+        auth: ControlAuth,
         *,
         fetch_wait_ms: int = 50,
-        auth: KafkaAuth = PLAINTEXT,
+        clock: Callable[[], float] = time.time,
+        kafka_auth: KafkaAuth = PLAINTEXT,
         **kwargs: Any,
     ) -> None:
-        self._auth = auth
+        self._kafka_auth = kafka_auth
         self.kafka_url = kafka_url
+        self._auth = auth
+        self._clock = clock
         self.topic = topic
         self._models = models
         self._registry = registry
@@ -383,7 +441,7 @@ class DeploymentBoard(Service):
             enable_auto_commit=False,
             fetch_max_wait_ms=self._fetch_wait_ms,
             auto_offset_reset="earliest",
-            **client_options(self._auth),
+            **client_options(self._kafka_auth),
         )
         await consumer.start()
         self._consumer = consumer
@@ -398,19 +456,28 @@ class DeploymentBoard(Service):
         while not self.should_stop:
             batches = await consumer.getmany(timeout_ms=500)
             records = [m for messages in batches.values() for m in messages]
-            await self._apply_raw(m.value for m in records)
+            await self._apply_raw((m.key, m.value) for m in records)
             if not records:
                 self.caught_up.set()
                 await self._retry_pending()
 
-    async def _apply_raw(self, values: Iterable[bytes | None]) -> None:
+    def registered(self, model: str) -> bool:
+        """Whether ``model`` has a version in the registry (the default model always)."""
+        return model == self._default.model or bool(self._registry.versions(model))
+
+    async def _apply_raw(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
         newest: dict[str, DeploymentRecord] = {}
-        for value in values:
+        now = self._clock()
+        for key, value in messages:
+            if value is None:
+                continue  # a tombstone: only for compaction (see the module's docstring)
             try:
-                record = decode_record(value)
+                record = read_record(
+                    self.topic, key, value, self._auth, registered=self.registered, now_s=now
+                )
             except ValidationError as exc:
                 # The deployments agent dead-letters it; every reader only skips it.
-                log.warning("skipping an invalid deployment record: %s", exc)
+                log.warning("skipping a deployment record: %s", exc)
                 continue
             kept = newest.get(record.model)
             if kept is None or record.generation > kept.generation:

@@ -3,7 +3,10 @@
 The HTTP admin endpoints, the CLI (through them) and the rollout controller all decide
 through ``DeploymentPublisher``: it validates the change against the registry, gives it
 the next generation, produces it to the ``deployments`` topic, and waits until this
-worker's board has taken it (so the answer says whether it serves).
+worker's board has taken it (so the answer says whether it serves). Every record is
+signed (``control_auth``); ``actor`` is the authenticated caller (the admin token's
+holder, the controller, the retraining), never a name from a request body. A change
+that keeps the current challenger keeps who deployed it (``challenger_by``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import (
     DEFAULT_STEPS,
     DeploymentBoard,
@@ -42,9 +46,11 @@ class DeploymentPublisher:
         registry: ModelRegistry,
         emitter: BatchEmitter,
         topic: str,
+        auth: ControlAuth,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._auth = auth
         self._board = board
         self._registry = registry
         self._emitter = emitter
@@ -69,6 +75,7 @@ class DeploymentPublisher:
             and "challenger_since" not in fields
         ):
             fields["challenger_since"] = current.challenger_since  # the same rollout goes on
+            fields.setdefault("challenger_by", current.challenger_by)
         if fields.get("strategy") == "canary" and "share" not in fields:
             steps = fields.setdefault("steps", list(DEFAULT_STEPS))
             if isinstance(steps, list) and steps:
@@ -123,7 +130,8 @@ class DeploymentPublisher:
             ):
                 if version is not None and version not in known:
                     raise ValidationError(role, f"{model} has no version {version!r} ({known})")
-            await self._emitter.emit([OutRecord(self._topic, model.encode(), record.encode())])
+            value = record.seal(self._auth, self._topic)
+            await self._emitter.emit([OutRecord(self._topic, model.encode(), value)])
             await self._await_read_back(record)
         return record
 

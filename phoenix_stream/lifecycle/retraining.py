@@ -4,8 +4,12 @@ A ``RetrainRequest`` (on the ``retrain`` topic, keyed by model; from the drift d
 ``POST /v1/models/{model}/retrain`` or ``phoenix-stream retrain``) asks for one job.
 ``RetrainJob.run`` then, one job at a time per model:
 
-1. skips a request whose ``trigger_id`` was seen recently or already produced a
-   registered version (its manifest records the trigger): one job per trigger;
+1. refuses a model not in the registry (no metric series for it), skips a request whose
+   ``trigger_id`` was seen recently or already produced a registered version (its
+   manifest records the trigger): one job per trigger; and ends ``rate_limited`` when
+   the model trained less than ``min_interval_s`` ago (``PHOENIX_RETRAIN_MIN_INTERVAL_S``),
+   or ``refused`` when its challenger was deployed by a person (``challenger_by``) and
+   the request does not say ``replace_challenger`` (only the admin endpoint sets it);
 2. reads the labelled predictions received since ``data_since`` when the request sets
    it (a drift alarm sets the end of the window that raised it: the world before it is
    the one that drifted away), waiting up to ``wait_s`` for ``min_rows`` of them to get
@@ -20,6 +24,7 @@ A ``RetrainRequest`` (on the ``retrain`` topic, keyed by model; from the drift d
    controller then ramps it, promotes or rolls it back.
 
 Every step is logged; every job is counted in ``phoenix_retrain_jobs_total`` by outcome.
+Requests travel signed (``control_auth``); ``read_request`` is how the agent takes one.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ import numpy as np
 import orjson
 
 from phoenix_stream import metrics
-from phoenix_stream.exceptions import PhoenixError, ValidationError
+from phoenix_stream.exceptions import PhoenixError, Unauthenticated, ValidationError
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.messages.requests import SENT_AT_RANGE, load_json, shorten
 from phoenix_stream.serving.registration import RegistrationError, register_version
@@ -62,6 +68,7 @@ __all__ = [
     "TrainSpec",
     "decode_request",
     "parse_request",
+    "read_request",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,11 +82,20 @@ MAX_REQUEST_BYTES = 16_384
 RECENT_TRIGGERS = 1000  # trigger ids remembered per job object, for dedup
 _REGISTER_ATTEMPTS = 3  # next version numbers tried when another registration took one
 
-Outcome = Literal["deployed", "duplicate", "too_little_data", "failed"]
-OUTCOMES: tuple[Outcome, ...] = ("deployed", "duplicate", "too_little_data", "failed")
+Outcome = Literal["deployed", "duplicate", "too_little_data", "failed", "rate_limited", "refused"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "deployed",
+    "duplicate",
+    "too_little_data",
+    "failed",
+    "rate_limited",
+    "refused",
+)
+# Who deploys challengers without being a person: their challengers a retraining replaces.
+MACHINE_ACTORS = frozenset({"", ACTOR})
 
 _REQUIRED = ("model", "reason", "requested_at", "actor")
-_FIELDS = frozenset({*_REQUIRED, "trigger_id", "report", "data_since"})
+_FIELDS = frozenset({*_REQUIRED, "trigger_id", "report", "data_since", "replace_challenger"})
 
 
 # ------------------------------------------------------------------------------- request
@@ -92,7 +108,8 @@ class RetrainRequest:
     ``trigger_id`` (None: never deduplicated) identifies the cause, such as one drift
     alarm; ``report`` is the evidence behind it (the drift report), JSON of at most
     MAX_REPORT_BYTES. ``data_since`` (epoch seconds; None: the last ``window_s``) is
-    where the training data starts.
+    where the training data starts. ``replace_challenger`` lets the new version replace
+    a challenger that a person deployed (set only by the admin endpoint).
     """
 
     model: str
@@ -102,6 +119,7 @@ class RetrainRequest:
     trigger_id: str | None = None
     report: Mapping[str, Any] | None = None
     data_since: float | None = None
+    replace_challenger: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types: the wire and API shape."""
@@ -113,11 +131,32 @@ class RetrainRequest:
             "requested_at": self.requested_at,
             "actor": self.actor,
             "data_since": self.data_since,
+            "replace_challenger": self.replace_challenger,
         }
 
     def encode(self) -> bytes:
-        """JSON bytes for the ``retrain`` topic (key: the model)."""
+        """Unsigned JSON bytes (the agent refuses them on the topic: see ``seal``)."""
         return orjson.dumps(self.as_dict())
+
+    def seal(self, auth: ControlAuth, topic: str) -> bytes:
+        """Signed JSON bytes for the ``retrain`` topic ``topic`` (key: the model)."""
+        return auth.seal(topic, self.as_dict())
+
+
+def read_request(
+    topic: str, key: bytes | None, value: bytes | None, auth: ControlAuth
+) -> RetrainRequest:
+    """A request from a record of ``topic``, if authentic and keyed by its model.
+
+    Unauthenticated (dead-letter kind ``unauthenticated_control``) for a wrong or missing
+    authenticator or key; ValidationError naming the field for an invalid request.
+    """
+    if value is not None and len(value) > MAX_REQUEST_BYTES:
+        raise ValidationError("$", f"is {len(value)} bytes, over the limit of {MAX_REQUEST_BYTES}")
+    request = parse_request(auth.open(topic, value))
+    if key != request.model.encode():
+        raise Unauthenticated("key", f"record key must be its model {request.model!r}")
+    return request
 
 
 def decode_request(raw: bytes | None) -> RetrainRequest:
@@ -161,6 +200,9 @@ def parse_request(data: Any) -> RetrainRequest:
             raise ValidationError("report", f"must be at most {MAX_REPORT_BYTES} bytes, no NUL")
         report = orjson.loads(encoded)  # plain JSON from here on (NaN became null)
     data_since = data.get("data_since")
+    replace = data.get("replace_challenger", False)
+    if not isinstance(replace, bool):
+        raise ValidationError("replace_challenger", "must be true or false")
     return RetrainRequest(
         model=model,
         reason=_text(data["reason"], "reason", MAX_TEXT),
@@ -169,6 +211,7 @@ def parse_request(data: Any) -> RetrainRequest:
         trigger_id=trigger_id,
         report=report,
         data_since=None if data_since is None else _epoch(data_since, "data_since"),
+        replace_challenger=replace,
     )
 
 
@@ -197,22 +240,25 @@ def _text(value: Any, field: str, limit: int) -> str:
 @dataclass(frozen=True, slots=True)
 class RetrainRules:
     """The data: last ``window_s`` seconds (or since the request's ``data_since``, waiting
-    up to ``wait_s`` and looking again every ``poll_s``), ``min_rows`` to ``max_rows``."""
+    up to ``wait_s`` and looking again every ``poll_s``), ``min_rows`` to ``max_rows``;
+    at most one training per model every ``min_interval_s`` seconds (0: no limit)."""
 
     window_s: float = 600.0
     min_rows: int = 2000
     max_rows: int = 50_000
     wait_s: float = 240.0
     poll_s: float = 5.0
+    min_interval_s: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrainRules:
-        """PHOENIX_RETRAIN_WINDOW_S, _MIN_ROWS, _MAX_ROWS and _WAIT_S."""
+        """PHOENIX_RETRAIN_WINDOW_S, _MIN_ROWS, _MAX_ROWS, _WAIT_S and _MIN_INTERVAL_S."""
         return cls(
             settings.retrain_window_s,
             settings.retrain_min_rows,
             settings.retrain_max_rows,
             settings.retrain_wait_s,
+            min_interval_s=settings.retrain_min_interval_s,
         )
 
 
@@ -320,8 +366,10 @@ class RetrainJob:
         trainer: Trainer = train_gradient_boosting,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        challenger_by: Callable[[str], str] = lambda model: "",
     ) -> None:
         self._rows = rows
+        self._challenger_by = challenger_by
         self._deployment_of = deployment_of
         self._deployer = deployer
         self._registry = ModelRegistry(models_dir)  # listing only; nothing is loaded
@@ -331,6 +379,7 @@ class RetrainJob:
         self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._trained_at: dict[str, float] = {}  # model -> when its last training began
 
     async def run(self, request: RetrainRequest) -> RetrainOutcome:
         """Retrain ``request.model`` and deploy the result as a shadow; never raises for
@@ -338,15 +387,14 @@ class RetrainJob:
         started = time.monotonic()
         model, trigger = request.model, request.trigger_id
         key = None if trigger is None else (model, trigger)
+        if not self._registry.versions(model):
+            # Checked first: a name that is not registered grows no lock, no remembered
+            # trigger and no metric series (anyone's names would).
+            log.warning("retrain %s: failed: no such model in the registry", shorten(model))
+            return RetrainOutcome(model, "failed", f"no model {model!r} in the registry", trigger)
         if key is not None and key in self._recent:
             return self._finish(
                 RetrainOutcome(model, "duplicate", "trigger seen recently", trigger), None
-            )
-        if not self._registry.versions(model):
-            # Checked before a lock exists for it: bad names cannot grow the lock table.
-            return self._finish(
-                RetrainOutcome(model, "failed", f"no model {model!r} in the registry", trigger),
-                started,
             )
         if key is not None:
             self._remember(key)
@@ -367,7 +415,7 @@ class RetrainJob:
             raise
         if outcome.outcome == "duplicate":
             return self._finish(outcome, None)
-        if key is not None and outcome.outcome == "too_little_data":
+        if key is not None and outcome.outcome in ("too_little_data", "rate_limited"):
             # Not a job yet: the same trigger may ask again once more labels have come in.
             self._recent.pop(key, None)
         return self._finish(outcome, started)
@@ -396,6 +444,15 @@ class RetrainJob:
         deployment = self._deployment_of(model)
         if deployment is None:
             raise _Failed("failed", f"{model} has no champion to retrain")
+        self._keep_chosen_challenger(request, deployment)
+        last = self._trained_at.get(model)
+        if last is not None and self._clock() - last < self.rules.min_interval_s:
+            raise _Failed(
+                "rate_limited",
+                f"{model} began training {self._clock() - last:.0f} s ago; at most one "
+                f"training every {self.rules.min_interval_s:.0f} s "
+                "(PHOENIX_RETRAIN_MIN_INTERVAL_S)",
+            )
         champion = await asyncio.to_thread(self._manifest, model, deployment.champion)
 
         since, until, rows = await self._labelled_rows(request, champion.feature_names)
@@ -418,11 +475,17 @@ class RetrainJob:
                 last_at=rows.last_at,
             )
 
+        self._trained_at[model] = self._clock()
         manifest = await asyncio.to_thread(
             self._train_and_register, request, champion, rows, since, until
         )
         version = manifest.version
         current = self._deployment_of(model) or deployment
+        try:  # a person may have deployed a challenger while this one trained
+            self._keep_chosen_challenger(request, current)
+        except _Failed as kept:
+            reason = f"version {version} registered, not deployed: {kept}"
+            raise _Failed("refused", reason) from None
         if current.challenger is not None:
             log.warning(
                 "retrain %s: version %s replaces challenger %s (%s)",
@@ -467,6 +530,19 @@ class RetrainJob:
             generation=record.generation,
             **facts,
         )
+
+    def _keep_chosen_challenger(self, request: RetrainRequest, current: Deployment) -> None:
+        """_Failed("refused") when a person's challenger would be replaced unasked."""
+        if current.challenger is None or request.replace_challenger:
+            return
+        by = self._challenger_by(request.model)
+        if by not in MACHINE_ACTORS:
+            raise _Failed(
+                "refused",
+                f"challenger {current.challenger} was deployed by {shorten(by, 100)}; "
+                "the request does not say replace_challenger",
+                champion=current.champion,
+            )
 
     async def _labelled_rows(
         self, request: RetrainRequest, feature_names: Sequence[str]

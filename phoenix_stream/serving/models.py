@@ -96,8 +96,11 @@ class ServingModels:
         *,
         retry_s: float,
         clock: Callable[[], float] = time.monotonic,
+        registered: Callable[[str, str], bool] = lambda model, version: True,
     ) -> None:
         self.registry = registry
+        # Metric series only for registered versions: names from records are anyone's.
+        self._registered = registered
         self._retry_s = retry_s
         self._clock = clock
         self._cache: dict[ModelKey, Servable] = {}
@@ -172,8 +175,9 @@ class ServingModels:
         # A ModelLoadError already reads well; anything else is a bug worth its type.
         reason = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
         self._failures[key] = LoadFailure(reason, now, now + self._retry_s, attempts)
-        metrics.MODEL_LOAD_FAILURES.labels(model=model, version=version).inc()
-        metrics.MODEL_LOADED.labels(model=model, version=version).set(0)
+        if self._registered(model, version):
+            metrics.MODEL_LOAD_FAILURES.labels(model=model, version=version).inc()
+            metrics.MODEL_LOADED.labels(model=model, version=version).set(0)
         log.error(
             "could not load model %s version %s (attempt %d, next in %.0f s): %s",
             model,

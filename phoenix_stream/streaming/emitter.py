@@ -124,7 +124,7 @@ class BatchEmitter:
         replacement = self._on_undeliverable(record, error)
         log.error(
             "a %d-byte record for %s can never be delivered (%r); %s",
-            len(record.value),
+            len(record.value or b""),
             record.topic,
             error,
             "dead-lettered" if replacement is not None else "dropped",
@@ -164,7 +164,7 @@ class BatchEmitter:
                         break
                 if end == start:
                     error = Undeliverable(
-                        f"a {len(group[start].value)}-byte record for {topic} is larger "
+                        f"a {len(group[start].value or b'')}-byte record for {topic} is larger "
                         "than the producer's maximum batch size"
                     )
                     failed.append(([group[start]], error))

@@ -32,8 +32,8 @@ class InRecord:
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
-    """One record to produce: topic, key bytes (partitioning), value bytes."""
+    """One record to produce: topic, key bytes (partitioning), value bytes (None: a tombstone)."""
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +29,20 @@ def free_port() -> int:
         return port
 
 
+@functools.cache
+def run_control_key() -> str:
+    """A control key made once per run of this process (never stored): the demo, the
+    benchmark and the tests start workers that must share one, and no key lives in the repo."""
+    return secrets.token_hex(32)
+
+
+def with_control_key(settings: Settings) -> Settings:
+    """``settings`` as given when they name a control key, else with this run's key."""
+    if settings.control_key:
+        return settings
+    return settings.with_overrides(control_key=run_control_key())
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """``PHOENIX_*`` variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
@@ -44,7 +60,7 @@ class WorkerProcess:
     def __init__(
         self, settings: Settings, log_path: Path, extra_env: Mapping[str, str] | None = None
     ) -> None:
-        self.settings = settings
+        self.settings = with_control_key(settings)
         self.log_path = log_path
         self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen[bytes] | None = None

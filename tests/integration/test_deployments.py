@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.serving.router import bucket
 from phoenix_stream.settings import bootstrap_servers
 from phoenix_stream.testing import consume_json, covers, metric_value
@@ -152,7 +153,7 @@ async def test_a_change_reaches_both_workers_and_the_http_view(
         return bool(history)
 
     assert await until(recorded), second.log_tail()
-    assert history[0]["actor"] == "http" and history[0]["reason"] == "try 2"
+    assert history[0]["actor"] == "admin" and history[0]["reason"] == "try 2"
 
 
 async def _at(worker: WorkerProcess, generation: int) -> bool:
@@ -274,10 +275,12 @@ async def test_a_replayed_older_record_changes_nothing(
     )
     stale = {**current["deployment"], "generation": generation - 1, "champion": "1"}
     topic = first.settings.topic("deployments")
+    # Authentic (signed with the workers' key), only older: a replay, not a forgery.
+    signed = ControlAuth(first.settings.control_key).seal(topic, stale)
     client = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(services.kafka_url))
     await client.start()
     try:
-        await client.send_and_wait(topic, orjson.dumps(stale), key=MODEL.encode())
+        await client.send_and_wait(topic, signed, key=MODEL.encode())
     finally:
         await client.stop()
 

@@ -24,10 +24,15 @@ import numpy as np
 import orjson
 import pytest
 
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord, parse_record
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
-from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRequest, RetrainRules
-from phoenix_stream.lifecycle.retraining import decode_request as decode_retrain
+from phoenix_stream.lifecycle.retraining import (
+    RetrainJob,
+    RetrainRequest,
+    RetrainRules,
+    parse_request,
+)
 from phoenix_stream.serving.registration import validate_version
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
@@ -277,10 +282,11 @@ async def test_endpoint_and_cli_put_requests_on_the_retrain_topic(worker_factory
     records = await consume_json(
         worker.settings.kafka_url, worker.settings.topic("retrain"), expected=2
     )
-    requests = [decode_retrain(orjson.dumps(r)) for r in records]
+    auth, topic = ControlAuth(worker.settings.control_key), worker.settings.topic("retrain")
+    requests = [parse_request(auth.verify(topic, r)) for r in records]  # both signed
     assert [(r.model, r.reason, r.actor, r.trigger_id) for r in requests] == [
-        (MODEL, "drift in age", "http", "alarm-7"),
-        (MODEL, "cli asks", "cli", None),
+        (MODEL, "drift in age", "admin", "alarm-7"),
+        (MODEL, "cli asks", "admin:cli", None),
     ]
     assert requests[0].report == {"D": 0.3}
     assert (requests[0].data_since, requests[1].data_since) == (since, None)

@@ -97,6 +97,7 @@ def test_project_commands_are_on_the_cli() -> None:
         "train",
         "registry",
         "retrain",
+        "clear-deployment",
         "drift",
     ):
         assert f"  {command}" in out, out

@@ -169,3 +169,10 @@ def test_scrubbed_records_format_again_under_modes_formatter() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "at %s, 100%% sure", ("p",), None)
     LogRedaction().filter(record)
     assert ExtensionFormatter(fmt="%(message)s").format(record) == "at p, 100% sure"
+
+
+def test_settings_secrets_include_each_key_of_a_list() -> None:
+    current = "c" * 40
+    old_one, old_two = "o" * 40, "p" * 40
+    settings = Settings(control_key=current, control_keys_previous=f"{old_one}, {old_two}")
+    assert {current, old_one, old_two} <= settings_secrets(settings)

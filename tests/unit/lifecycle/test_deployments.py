@@ -14,16 +14,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.exceptions import Unauthenticated, ValidationError
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import (
+    MAX_GENERATION_LEAD_S,
     DeploymentBoard,
     DeploymentRecord,
     decode_record,
     next_generation,
     parse_record,
+    read_record,
 )
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
+
+AUTH = ControlAuth("k" * 32)
+TOPIC = "deployments"
+NOW = 1.7e9  # seconds since epoch
 
 
 def raw(**fields: object) -> dict[str, object]:
@@ -125,6 +132,7 @@ def board(models: Models, tmp_path: Path) -> DeploymentBoard:
         models,  # type: ignore[arg-type]
         ModelRegistry(tmp_path),
         Deployment("m", "1"),
+        AUTH,
     )
 
 
@@ -168,12 +176,69 @@ async def test_a_replayed_history_loads_only_the_newest_record(tmp_path: Path) -
     models = Models(set())
     view = board(models, tmp_path)
     history = [record(g, str(g)) for g in (3, 1, 7, 5)]
-    await view._apply_raw(orjson.dumps(r.as_dict()) for r in history)
+    await view._apply_raw((b"m", r.seal(AUTH, TOPIC)) for r in history)
     assert view.get("m") == Deployment("m", "7")
     assert models.prepared == [("m", "7")]
 
 
 async def test_an_invalid_record_on_the_topic_is_skipped(tmp_path: Path) -> None:
     view = board(Models(set()), tmp_path)
-    await view._apply_raw([b"not json", orjson.dumps(raw(generation=3, champion="4")), None])
+    signed = AUTH.seal(TOPIC, raw(generation=3, champion="4"))
+    await view._apply_raw([(b"m", b"not json"), (b"m", signed), (b"m", None)])
     assert view.get("m") == Deployment("m", "4")
+
+
+async def test_a_forged_record_on_the_topic_changes_nothing(tmp_path: Path) -> None:
+    view = board(Models(set()), tmp_path)
+    unsigned = orjson.dumps(raw(generation=3, champion="4"))
+    other_key = ControlAuth("x" * 32).seal(TOPIC, raw(generation=3, champion="4"))
+    await view._apply_raw([(b"m", unsigned), (b"m", other_key)])
+    assert view.get("m") == Deployment("m", "1") and view.highest_generation("m") == 0
+
+
+def read(key: bytes | None, value: bytes | None, *, now: float = NOW) -> DeploymentRecord:
+    return read_record(TOPIC, key, value, AUTH, registered=lambda m: m == "m", now_s=now)
+
+
+def test_read_record_takes_a_signed_record_keyed_by_its_registered_model() -> None:
+    record = parse_record(raw(generation=int(NOW * 1000)))
+    assert read(b"m", record.seal(AUTH, TOPIC)) == record
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field", "authentic"),
+    [
+        (b"m", orjson.dumps(raw()), "auth", False),  # unsigned
+        (b"m", ControlAuth("x" * 32).seal(TOPIC, raw()), "auth", False),  # another key
+        (b"m", AUTH.seal("retrain", raw()), "auth", False),  # signed for another topic
+        (b"not-m", AUTH.seal(TOPIC, raw()), "key", False),  # keyed by another model
+        (None, AUTH.seal(TOPIC, raw()), "key", False),
+        (b"ghost", AUTH.seal(TOPIC, raw(model="ghost")), "model", True),  # not registered
+        (b"m", AUTH.seal(TOPIC, raw(generation=2**63 - 1)), "generation", True),
+    ],
+)
+def test_read_record_refuses_what_no_publisher_made(
+    key: bytes | None, value: bytes, field: str, authentic: bool
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        read(key, value)
+    assert caught.value.field == field
+    assert isinstance(caught.value, Unauthenticated) is not authentic
+
+
+def test_a_generation_up_to_the_lead_is_taken_and_beyond_it_refused() -> None:
+    limit = int((NOW + MAX_GENERATION_LEAD_S) * 1000)
+    assert read(b"m", AUTH.seal(TOPIC, raw(generation=limit))).generation == limit
+    with pytest.raises(ValidationError, match="ahead"):
+        read(b"m", AUTH.seal(TOPIC, raw(generation=limit + 1)))
+    # The next publisher's generation after the highest accepted one still fits.
+    assert next_generation(limit, clock=lambda: NOW) < 2**63
+
+
+def test_challenger_by_defaults_to_the_actor_and_is_empty_without_a_challenger() -> None:
+    shadow = parse_record(raw(challenger="2", strategy="shadow", actor="admin"))
+    assert shadow.challenger_by == "admin"
+    kept = parse_record(raw(challenger="2", strategy="shadow", actor="rollout-controller",
+                            challenger_by="admin"))  # fmt: skip
+    assert kept.challenger_by == "admin"
+    assert parse_record(raw(actor="admin", challenger_by="admin")).challenger_by == ""

@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phoenix_stream import metrics
-from phoenix_stream.exceptions import ConfigError, SinkError, ValidationError
+from phoenix_stream.exceptions import ConfigError, SinkError, Unauthenticated, ValidationError
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.lifecycle.retraining import (
     MAX_REPORT_BYTES,
@@ -32,6 +33,7 @@ from phoenix_stream.lifecycle.retraining import (
     TrainSpec,
     decode_request,
     parse_request,
+    read_request,
     train_gradient_boosting,
 )
 from phoenix_stream.serving.registration import validate_version
@@ -139,15 +141,19 @@ def job(
     publisher: Publisher | None = None,
     trainer: Any = copying_trainer,
     clock: FakeTime | None = None,
+    rules: RetrainRules = RULES,
+    deployment: Deployment | None = None,
+    challenger_by: str = "",
 ) -> RetrainJob:
     clock = clock or FakeTime()
     return RetrainJob(
         rows or Rows(),
-        lambda model: Deployment(model, "1") if model in ("m", "n") else None,
+        lambda model: (deployment or Deployment(model, "1")) if model in ("m", "n") else None,
         publisher or Publisher(),
         models_dir,
-        RULES,
+        rules,
         trainer=trainer,
+        challenger_by=lambda model: challenger_by,
         clock=clock.time,
         sleep=clock.sleep,
     )
@@ -524,6 +530,7 @@ async def test_a_trigger_another_worker_ran_meanwhile_is_not_registered_twice(
 async def test_unknown_model_and_failures_are_outcomes(models_dir: Path) -> None:
     unknown = await job(models_dir).run(request(model="ghost"))
     assert unknown.outcome == "failed" and "no model 'ghost'" in unknown.reason
+    assert jobs_counted("ghost", "failed") == 0  # an unregistered name makes no series
 
     outage = await job(models_dir, Rows(fail=SinkError("PostgreSQL failed"))).run(request())
     assert outage.outcome == "failed" and "PostgreSQL failed" in outage.reason
@@ -556,17 +563,85 @@ async def test_a_bug_is_counted_and_raised(models_dir: Path) -> None:
 def test_rules_come_from_checked_settings() -> None:
     values = {
         "retrain_window_s": 120.0, "retrain_min_rows": 1500, "retrain_max_rows": 9000,
-        "retrain_wait_s": 30.0,
+        "retrain_wait_s": 30.0, "retrain_min_interval_s": 60.0,
     }  # fmt: skip
     env = {ENV[name]: str(value) for name, value in values.items()}
     assert RetrainRules.from_settings(Settings.from_env(env)) == RetrainRules(
-        120.0, 1500, 9000, 30.0
+        120.0, 1500, 9000, 30.0, min_interval_s=60.0
     )
     for name, bad in (
         ("retrain_window_s", "0"),
         ("retrain_min_rows", "999"),
         ("retrain_max_rows", "1499"),
         ("retrain_wait_s", "-1"),
+        ("retrain_min_interval_s", "-1"),
     ):
         with pytest.raises(ConfigError, match=ENV[name]):
             Settings.from_env({**env, ENV[name]: bad})
+
+
+# ------------------------------------------------------------------ limits and who decides
+
+
+async def test_a_model_trains_at_most_once_per_min_interval(models_dir: Path) -> None:
+    clock = FakeTime()
+    rules = dataclasses.replace(RULES, min_interval_s=300.0)
+    retrain = job(models_dir, clock=clock, rules=rules)
+    before = jobs_counted("m", "rate_limited")
+    assert (await retrain.run(request(trigger=None))).outcome == "deployed"
+    limited = await retrain.run(request(trigger="other"))
+    assert limited.outcome == "rate_limited" and "PHOENIX_RETRAIN_MIN_INTERVAL_S" in limited.reason
+    assert jobs_counted("m", "rate_limited") == before + 1
+    assert (await retrain.run(request(model="n"))).outcome == "deployed"  # per model
+    clock.now += 301
+    assert (await retrain.run(request(trigger="other"))).outcome == "deployed"  # asks again
+    assert ModelRegistry(models_dir).versions("m") == ["1", "2", "3"]
+
+
+async def test_too_little_data_does_not_use_up_the_interval(models_dir: Path) -> None:
+    rows = Rows(600)
+    rules = dataclasses.replace(RULES, min_interval_s=300.0)
+    retrain = job(models_dir, rows, rules=rules)
+    assert (await retrain.run(request())).outcome == "too_little_data"
+    rows.X, rows.y = make_dataset(1500, seed=11)
+    assert (await retrain.run(request())).outcome == "deployed"
+
+
+async def test_a_challenger_a_person_deployed_is_not_replaced_unasked(models_dir: Path) -> None:
+    publisher = Publisher()
+    shadowed = Deployment("m", "1", "9", "shadow")  # the person's challenger
+    kept = await job(
+        models_dir, publisher=publisher, deployment=shadowed, challenger_by="admin:alice"
+    ).run(request())
+    assert kept.outcome == "refused" and "admin:alice" in kept.reason
+    assert not publisher.calls and ModelRegistry(models_dir).versions("m") == ["1"]
+
+    replaced = await job(
+        models_dir, publisher=publisher, deployment=shadowed, challenger_by="admin:alice"
+    ).run(dataclasses.replace(request(), replace_challenger=True))
+    assert replaced.outcome == "deployed" and len(publisher.calls) == 1
+
+    # A challenger a retraining deployed is replaced by the next one.
+    again = await job(
+        models_dir, publisher=publisher, deployment=shadowed, challenger_by="retrain"
+    ).run(request(trigger="drift-2"))
+    assert again.outcome == "deployed"
+
+
+def test_read_request_verifies_the_tag_and_the_key() -> None:
+    auth, topic = ControlAuth("k" * 32), "retrain"
+    original = dataclasses.replace(request(), replace_challenger=True)
+    assert read_request(topic, b"m", original.seal(auth, topic), auth) == original
+    for key, value, field in (
+        (b"m", original.encode(), "auth"),
+        (b"m", ControlAuth("x" * 32).seal(topic, original.as_dict()), "auth"),
+        (b"m", original.seal(auth, "deployments"), "auth"),
+        (b"other", original.seal(auth, topic), "key"),
+    ):
+        with pytest.raises(Unauthenticated) as caught:
+            read_request(topic, key, value, auth)
+        assert caught.value.field == field
+    with pytest.raises(ValidationError) as invalid:
+        forged = {**original.as_dict(), "replace_challenger": "yes"}
+        read_request(topic, b"m", auth.seal(topic, forged), auth)
+    assert invalid.value.field == "replace_challenger"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS, DeploymentBoard, parse_record
 from phoenix_stream.lifecycle.evidence import ArmSummary, DecisionRule, PairedSummary
 from phoenix_stream.lifecycle.rollout import RolloutController, RolloutRules
@@ -94,6 +95,7 @@ async def controller(
         Models(),  # type: ignore[arg-type]
         ModelRegistry(tmp_path),
         Deployment("m", "1"),
+        ControlAuth("k" * 32),
     )
     fields = {
         "model": "m",

@@ -191,3 +191,24 @@ async def test_an_unexpected_load_error_is_remembered_like_any_failure() -> None
     assert models.failures()[(NAME, "9")].reason == "RuntimeError: disk on fire"
     with pytest.raises(ModelLoadError, match="disk on fire"):
         models.lookup(NAME, "9")
+
+
+async def test_a_version_not_in_the_registry_fails_without_a_metric_series(
+    models_dir: Path,
+) -> None:
+    registry = ModelRegistry(models_dir)
+    models = ServingModels(
+        registry,
+        retry_s=RETRY_S,
+        clock=Clock(),
+        registered=lambda model, version: version in registry.versions(model),
+    )
+    forged = [("forged-model", "1"), (NAME, "forged-version")]
+    await models.prepare(forged)
+    assert set(forged) <= set(models.failures())  # remembered, so not tried on every batch
+    for model, version in forged:
+        labels = {"model": model, "version": version}
+        assert (
+            metrics.REGISTRY.get_sample_value("phoenix_model_load_failures_total", labels) is None
+        )
+        assert metrics.REGISTRY.get_sample_value("phoenix_model_loaded", labels) is None
