@@ -19,6 +19,7 @@ from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.storage.deployments import DeploymentHistory
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+from phoenix_stream.webserver.headers import header_text
 
 _CHANGE_FIELDS = frozenset(
     {"champion", "challenger", "strategy", "share", "steps", "reason", "evidence", "actor"}
@@ -29,7 +30,10 @@ def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | 
     """None when the request carries the admin token, else the error response."""
     if not settings.admin_token:
         return json_error(403, "admin endpoints are off: PHOENIX_ADMIN_TOKEN is not set")
-    header = request.headers.get("Authorization", "")
+    try:
+        header = header_text(request.headers, "Authorization") or ""
+    except ValidationError as exc:
+        return json_error(401, f"bearer token {exc.message}", exc.field)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return json_error(401, "missing bearer token", "Authorization")
