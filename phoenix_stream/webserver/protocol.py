@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web as aiohttp_web
@@ -37,6 +37,10 @@ from aiohttp.web_server import Server
 from phoenix_stream.messages.requests import shorten
 
 log = logging.getLogger(__name__)
+
+
+# Headers the parser itself reads: its complaint about one names it.
+_NAMED_HEADERS = ("Content-Length", "Transfer-Encoding", "Content-Encoding", "Host", "Upgrade")
 
 
 def parser_error(exc: BaseException | None, line_too_long: bool) -> tuple[int, str, str | None]:
@@ -60,6 +64,11 @@ def parser_error(exc: BaseException | None, line_too_long: bool) -> tuple[int, s
         return 400, message, "Content-Length"
     if isinstance(exc, BadHttpMethod):
         return 400, message, "method"
+    if "chunk" in message.lower():  # the chunked framing of the body
+        return 400, message, "body"
+    named = [name for name in _NAMED_HEADERS if name.lower() in message.lower()]
+    if named:
+        return 400, message, named[0]
     if "too many headers" in message.lower():
         return 431, message, "headers"
     if isinstance(exc, InvalidHeader) or "header" in message.lower():
@@ -131,15 +140,29 @@ _FULL_ANSWER = (
 
 
 class _Refusing(JsonRequestHandler):
-    """A connection over the bound: one 503 and closed, before reading anything."""
+    """A connection over the bound: one 503, then closed, reading nothing."""
+
+    _closer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_FULL_ANSWER)
-        transport.close()
-        self._force_close = True  # read nothing more
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
         # Not registered with the server: it never counts against the bound.
         self._manager = None
+        transport.write(_FULL_ANSWER)
+        # Closing now, with the client's request unread, would reset the connection
+        # before the client reads the answer: end our side, drop what comes, close at
+        # the client's end of stream or after a second.
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._closer = asyncio.get_running_loop().call_later(1.0, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # discarded: the answer is sent already
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._closer is not None:
+            self._closer.cancel()
 
 
 class BoundedRunner(aiohttp_web.AppRunner):
