@@ -43,6 +43,7 @@ COMPONENT_MODULES = (
     "phoenix_stream.web.evaluation",
     "phoenix_stream.web.drift",
     "phoenix_stream.web.retrain",
+    "phoenix_stream.web.openapi",
     "phoenix_stream.commands",
 )
 
