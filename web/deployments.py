@@ -146,7 +146,7 @@ async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aioh
     if refused is not None:
         return refused
     body: Any = {}
-    if request.can_read_body:
+    if request.body_exists:
         body, error = await read_json(request, 65_536)
         if error is not None:
             return error

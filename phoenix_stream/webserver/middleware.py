@@ -52,7 +52,7 @@ def json_middleware(body_timeout_s: float, max_body_bytes: int) -> Middleware:
         request: aiohttp_web.Request, handler: Handler
     ) -> aiohttp_web.StreamResponse:
         refused = encoding_refused(request)
-        if refused is None and request.can_read_body:
+        if refused is None and request.body_exists:
             refused = await read_body(request, body_timeout_s, max_body_bytes)
         if refused is not None:
             return refused
