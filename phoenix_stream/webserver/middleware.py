@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web as aiohttp_web
 from aiohttp.http_exceptions import ContentEncodingError
@@ -51,7 +51,7 @@ def json_middleware(body_timeout_s: float, max_body_bytes: int) -> Middleware:
     async def json_answers(
         request: aiohttp_web.Request, handler: Handler
     ) -> aiohttp_web.StreamResponse:
-        refused = encoding_refused(request)
+        refused = encoding_refused(request.headers)
         if refused is None and request.body_exists:
             refused = await read_body(request, body_timeout_s, max_body_bytes)
         if refused is not None:
@@ -71,10 +71,10 @@ def json_middleware(body_timeout_s: float, max_body_bytes: int) -> Middleware:
     return json_answers
 
 
-def encoding_refused(request: aiohttp_web.Request) -> aiohttp_web.Response | None:
-    """415 for a ``Content-Encoding`` that aiohttp would not decode, else None."""
+def encoding_refused(headers: Mapping[str, str]) -> aiohttp_web.Response | None:
+    """415 for a ``Content-Encoding`` (of ``headers``) aiohttp would not decode, else None."""
     try:
-        value = header_text(request.headers, "Content-Encoding")
+        value = header_text(headers, "Content-Encoding")
     except ValidationError as exc:
         return json_error(415, exc.message, exc.field)
     if value is None:
