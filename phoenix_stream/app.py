@@ -24,6 +24,7 @@ from phoenix_stream.stop_deadline import StopDeadline
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, faust_credentials
 from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
 from phoenix_stream.streaming.transport import ShortFetchTransport
+from phoenix_stream.webserver.driver import PhoenixWeb, application_options
 
 # Modules that register agents, tables and web views. Listed, not autodiscovered:
 # Faust's scan turns an import error into a logged warning and finds nothing.
@@ -44,13 +45,14 @@ COMPONENT_MODULES = (
     "phoenix_stream.web.evaluation",
     "phoenix_stream.web.drift",
     "phoenix_stream.web.retrain",
+    "phoenix_stream.web.openapi",
     "phoenix_stream.commands",
 )
 
 
 class PhoenixApp(faust.App):
-    """``faust.App`` with the short-fetch transport; its topics and runtime start first,
-    and a stop ends within ``PHOENIX_STOP_TIMEOUT_S``."""
+    """``faust.App`` with the short-fetch transport and our web driver; its topics and
+    runtime start first, and a stop ends within ``PHOENIX_STOP_TIMEOUT_S``."""
 
     runtime: Runtime
     settings: Settings
@@ -70,6 +72,10 @@ class PhoenixApp(faust.App):
         # neither verify nor sign a control record, so it does not start (ConfigError).
         self.runtime.control_auth.require()
         await super().on_first_start()
+
+    def _new_web(self) -> Any:
+        # JSON for what aiohttp's parser refuses, and a bound on open connections.
+        return PhoenixWeb(self, max_connections=self.settings.http_max_connections)
 
     async def on_stop(self) -> None:
         # First thing of a stop: from now on the process ends within stop_timeout_s.
@@ -125,6 +131,8 @@ def create_app(settings: Settings) -> PhoenixApp:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_in_thread=False,
+        # Every error JSON, bodies and heads read within deadlines (webserver/).
+        web_application_options=application_options(settings),
     )
     app.settings = settings
     app.topic_declarations = TopicDeclarations(

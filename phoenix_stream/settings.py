@@ -83,6 +83,9 @@ ENV: dict[str, str] = {
     "chunk_requests": "PHOENIX_CHUNK_REQUESTS",
     "http_queue_max": "PHOENIX_HTTP_QUEUE_MAX",
     "http_deadline_ms": "PHOENIX_HTTP_DEADLINE_MS",
+    "http_header_timeout_s": "PHOENIX_HTTP_HEADER_TIMEOUT_S",
+    "http_body_timeout_s": "PHOENIX_HTTP_BODY_TIMEOUT_S",
+    "http_max_connections": "PHOENIX_HTTP_MAX_CONNECTIONS",
     "model_retry_s": "PHOENIX_MODEL_RETRY_S",
     "feedback_orphan_ttl_s": "PHOENIX_FEEDBACK_ORPHAN_TTL_S",
     "evaluation_window": "PHOENIX_EVALUATION_WINDOW",
@@ -169,6 +172,12 @@ class Settings:
     chunk_requests: int = 500
     http_queue_max: int = 5000  # HTTP requests waiting to be scored; beyond: 503
     http_deadline_ms: float = 5000.0  # an HTTP caller's answer (or 503) within this
+    # A connection delivers a complete request head within this many seconds of opening
+    # (or of its previous answer: idle keep-alive connections close after it too), and a
+    # request's body within http_body_timeout_s of its head; slow clients are cut off.
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    http_max_connections: int = 1000  # open HTTP connections; beyond: 503 and closed
     model_retry_s: float = 30.0  # a model version that failed to load is retried after this
     # Feedback whose request has no stored prediction this long after it arrived is deleted.
     feedback_orphan_ttl_s: float = 7 * 24 * 3600.0
@@ -265,6 +274,7 @@ class Settings:
             "dead_letter_max_bytes",
             "chunk_requests",
             "http_queue_max",
+            "http_max_connections",
             "evaluation_window",
         ):
             _check(getattr(self, name) > 0, name, "a positive integer")
@@ -276,6 +286,8 @@ class Settings:
             "session_timeout_s",
             "heartbeat_s",
             "http_deadline_ms",
+            "http_header_timeout_s",
+            "http_body_timeout_s",
             "model_retry_s",
             "feedback_orphan_ttl_s",
             "evaluation_interval_s",

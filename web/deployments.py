@@ -28,6 +28,7 @@ from phoenix_stream.serving.registry import is_identifier
 from phoenix_stream.storage.deployments import DeploymentHistory
 from phoenix_stream.streaming.records import OutRecord
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+from phoenix_stream.webserver.headers import header_text
 
 ADMIN = "admin"  # who holds PHOENIX_ADMIN_TOKEN, in the audit trail
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | 
     """None when the request carries the admin token, else the error response."""
     if not settings.admin_token:
         return json_error(403, "admin endpoints are off: PHOENIX_ADMIN_TOKEN is not set")
-    header = request.headers.get("Authorization", "")
+    try:
+        header = header_text(request.headers, "Authorization") or ""
+    except ValidationError as exc:
+        return json_error(401, f"bearer token {exc.message}", exc.field)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return json_error(401, "missing bearer token", "Authorization")
@@ -184,7 +188,7 @@ async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aioh
     if refused is not None:
         return refused
     body: Any = {}
-    if request.can_read_body:
+    if request.body_exists:
         body, error = await read_json(request, 65_536)
         if error is not None:
             return error

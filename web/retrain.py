@@ -83,7 +83,7 @@ class RetrainView(web.View):
         if model not in app.runtime.registry.names():
             return json_error(404, f"no model {shorten(model)!r} in the registry", "model")
         body: Any = {}
-        if request.can_read_body:
+        if request.body_exists:
             body, error = await read_json(request, MAX_BODY_BYTES)
             if error is not None:
                 return error
