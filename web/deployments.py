@@ -8,16 +8,17 @@ and with no token configured they are off (403 saying so), never open.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app, settings
+from phoenix_stream.app import app
+from phoenix_stream.credentials import ADMIN
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.storage.deployments import DeploymentHistory
+from phoenix_stream.web.auth import refuse_unless
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
 
 _CHANGE_FIELDS = frozenset(
@@ -27,15 +28,7 @@ _CHANGE_FIELDS = frozenset(
 
 def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | None:
     """None when the request carries the admin token, else the error response."""
-    if not settings.admin_token:
-        return json_error(403, "admin endpoints are off: PHOENIX_ADMIN_TOKEN is not set")
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return json_error(401, "missing bearer token", "Authorization")
-    if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-        return json_error(403, "wrong bearer token", "Authorization")
-    return None
+    return refuse_unless(request, ADMIN)
 
 
 def state(model: str) -> dict[str, Any]:
