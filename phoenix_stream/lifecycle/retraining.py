@@ -231,6 +231,8 @@ class RetrainOutcome:
     last_at: float | None = None
     seconds: float = 0.0
     generation: int | None = None  # of the shadow deployment
+    # The label sources whose labels the rows came from (lifecycle.label_sources).
+    label_sources: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -405,15 +407,27 @@ class RetrainJob:
             if request.data_since is None
             else f"since {_clock_time(since)}"
         )
-        log.info("retrain %s: %d labelled rows received %s", model, n, where)
-        data = {"rows": n, "first_at": rows.first_at, "last_at": rows.last_at, "since": since}
+        sources = list(rows.label_sources)
+        log.info(
+            "retrain %s: %d labelled rows received %s (labels from %s)",
+            model, n, where, "+".join(sources),
+        )  # fmt: skip
+        data = {
+            "rows": n,
+            "first_at": rows.first_at,
+            "last_at": rows.last_at,
+            "since": since,
+            "label_sources": sources,
+        }
         if n < self.rules.min_rows:
             raise _Failed(
                 "too_little_data",
                 f"{n} labelled rows received {where}, at least "
-                f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS)",
+                f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS); labels from "
+                f"{'+'.join(sources)} count",
                 champion=deployment.champion,
                 rows=n,
+                label_sources=sources,
                 first_at=rows.first_at,
                 last_at=rows.last_at,
             )
@@ -441,6 +455,7 @@ class RetrainJob:
             "rows": n,
             "first_at": rows.first_at,
             "last_at": rows.last_at,
+            "label_sources": sources,
         }
         try:
             record = await self._deployer.deploy(
