@@ -45,6 +45,7 @@ from phoenix_stream import metrics
 from phoenix_stream.exceptions import PhoenixError, ValidationError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.messages.requests import SENT_AT_RANGE, load_json, shorten
+from phoenix_stream.messages.text import UnstorableText
 from phoenix_stream.serving.registration import RegistrationError, register_version
 from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment
@@ -128,6 +129,8 @@ def decode_request(raw: bytes | None) -> RetrainRequest:
         raise ValidationError("$", f"is {len(raw)} bytes, over the limit of {MAX_REQUEST_BYTES}")
     try:
         data = load_json(raw)
+    except UnstorableText:
+        raise  # a ValidationError naming the field already
     except ValueError as exc:
         raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
     return parse_request(data)
