@@ -98,7 +98,9 @@ LEFT JOIN feedback f ON f.request_id = r.request_id
 """
 
 # HTTP labels: stored only for a stored prediction of a model the principal may label
-# ($5 NULL: any model); model is NULL for an unknown request_id.
+# ($5 NULL: any model); model is NULL for an unknown request_id. A label stored from a
+# source not trusted ($6: the trusted LIKE patterns) is replaced: otherwise whoever
+# writes the Kafka topic first could keep every authenticated label out.
 _ATTACH = """
 WITH incoming AS (
     SELECT * FROM unnest($1::text[], $2::smallint[], $3::float8[])
@@ -113,7 +115,10 @@ inserted AS (
     SELECT k.request_id, k.label, to_timestamp(k.observed_at), now(), false, $4
     FROM known k
     WHERE k.found AND ($5::text[] IS NULL OR k.model = ANY($5::text[]))
-    ON CONFLICT (request_id) DO NOTHING
+    ON CONFLICT (request_id) DO UPDATE
+        SET label = EXCLUDED.label, observed_at = EXCLUDED.observed_at,
+            received_at = EXCLUDED.received_at, orphan = false, source = EXCLUDED.source
+        WHERE NOT (feedback.source LIKE ANY($6::text[]))
     RETURNING request_id
 )
 SELECT k.request_id, k.found, k.model, n.request_id IS NOT NULL AS inserted,
@@ -343,7 +348,8 @@ class FeedbackStore:
         """Store HTTP labels of ``principal`` (source ``http:<principal>``), each only if its
         request has a stored prediction of a model in ``models`` (None: any); one statement,
         one attempt, SinkError on failure. Refused items come back in ``missing`` and
-        ``out_of_scope``; the first label of a request_id wins, as for :meth:`write`.
+        ``out_of_scope``. The first trusted label of a request_id wins; one from a source
+        not trusted (``self.sources``) is replaced.
         """
         first, later = _first_of_each(items)
         if not first:
@@ -356,6 +362,7 @@ class FeedbackStore:
             [item.observed_at for item in winners],
             http_source(principal),
             None if models is None else sorted(models),
+            self.sources.like_patterns,
             what=f"attaching {len(winners)} feedback labels",
         )
         missing = [first[r["request_id"]] for r in rows if not r["found"]]
