@@ -35,6 +35,7 @@ from phoenix_stream.testing import prediction_rows as stored_predictions
 from phoenix_stream.tools.worker_process import WorkerProcess
 
 NOW = time.time()
+FEEDBACK_TOKEN = "feedback-test-token-0123"
 
 # ---------------------------------------------------------------- the store, on PostgreSQL
 
@@ -247,8 +248,12 @@ async def test_evaluations_are_stored_about_once_per_period(
 
 @pytest.fixture(scope="module")
 async def worker(worker_factory: Any) -> WorkerProcess:
+    # Kafka labels count here (the test is their only producer), HTTP ones need a token.
     started: WorkerProcess = await worker_factory.start(
-        challenger_share=0.5, evaluation_interval_s=1.0
+        challenger_share=0.5,
+        evaluation_interval_s=1.0,
+        feedback_tokens=FEEDBACK_TOKEN,
+        trust_kafka_feedback=True,
     )
     return started
 
@@ -349,7 +354,8 @@ async def test_feedback_flows_joins_and_evaluates(
 
         async def post(body: Any) -> tuple[int, Any]:
             raw = body if isinstance(body, bytes) else orjson.dumps(body)
-            async with http.post(f"{base}/v1/feedback", data=raw) as response:
+            headers = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+            async with http.post(f"{base}/v1/feedback", data=raw, headers=headers) as response:
                 return response.status, orjson.loads(await response.read())
 
         for request_id in http_ids[:10]:
@@ -436,6 +442,7 @@ async def test_feedback_flows_joins_and_evaluates(
     assert set(labels) <= set(truth)  # every label found its prediction, late ones too
     want = _reference([dict(r) for r in joined], truth, settings.evaluation_window)
     assert report["model"] == "credit-risk" and report["window"] == settings.evaluation_window
+    assert report["label_sources"] == ["http", "kafka"]
     got = {(v["version"], v["variant"]): v for v in report["variants"]}
     # Other modules' scenarios (rollout, drift) label their own traffic in this database
     # too, with other versions and shadows: the served variants of this worker's
