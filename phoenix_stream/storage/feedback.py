@@ -95,6 +95,7 @@ SELECT r.request_id, n.request_id IS NOT NULL AS inserted, n.orphan, f.label AS 
 FROM ranked r CROSS JOIN room
 LEFT JOIN inserted n ON n.request_id = r.request_id
 LEFT JOIN feedback f ON f.request_id = r.request_id
+ORDER BY r.ord
 """
 
 # HTTP labels: stored only for a stored prediction of a model the principal may label
