@@ -5,7 +5,10 @@ request_id), dead-letters what is not valid feedback (``invalid_json``, ``too_la
 ``batch_too_large``, ``invalid_feedback``, field named) and writes the rest in batches
 through :class:`~phoenix_stream.storage.feedback.FeedbackStore`, acked after the write
 (retried through outages). The first label of a request wins; duplicates, conflicting
-labels and orphans (no stored prediction yet) are counted. Two timers of this worker:
+labels and orphans (no stored prediction yet) are counted. Orphans are held up to
+``PHOENIX_FEEDBACK_ORPHAN_MAX``; a label beyond it is dead-lettered as ``orphan_overflow``
+(field ``request_id``) and counted, so the sender can see it and send it again once its
+prediction is stored. Labels from this topic have source ``kafka``. Two timers of this worker:
 every ``PHOENIX_EVALUATION_INTERVAL_S`` each model is evaluated (gauges set, one row per
 (version, variant) stored in ``evaluations``), and orphans older than
 ``PHOENIX_FEEDBACK_ORPHAN_TTL_S`` are deleted. Neither is ever fatal.
@@ -33,8 +36,10 @@ log = logging.getLogger(__name__)
 CONFLICT_LOG_EVERY_S = 60.0
 # Orphans are looked for a few times per TTL, at most once a minute, seconds.
 ORPHAN_SWEEP_S = min(60.0, max(1.0, settings.feedback_orphan_ttl_s / 4))
-# Most orphans one sweep deletes: one bounded statement per sweep, rows.
+# Orphans one sweep statement looks at, rows; a sweep runs as many statements as the
+# orphan bound needs, so it always clears every expired orphan.
 ORPHAN_SWEEP_ROWS = 10_000
+ORPHAN_SWEEP_STATEMENTS = settings.feedback_orphan_max // ORPHAN_SWEEP_ROWS + 2
 
 
 class _ConflictLog:
@@ -71,6 +76,7 @@ async def feedback(stream: Any) -> None:
     async def handle(records: Sequence[InRecord]) -> None:
         now = time.time()
         items: list[ParsedFeedback] = []
+        origin: dict[str, InRecord] = {}  # request_id -> its record, for an overflow letter
         dead: list[OutRecord] = []
         for record in records:
             for decoded in decode_feedback(
@@ -81,6 +87,7 @@ async def feedback(stream: Any) -> None:
             ):
                 if isinstance(decoded, ParsedFeedback):
                     items.append(decoded)
+                    origin.setdefault(decoded.request_id, record)
                     continue
                 dead.append(
                     runtime.dead_letters.record(
@@ -100,7 +107,20 @@ async def feedback(stream: Any) -> None:
             metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
             metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
             metrics.FEEDBACK_ORPHANS.inc(report.orphans)
+            metrics.FEEDBACK_ORPHANS_REFUSED.inc(len(report.overflow))
             _conflicts.add(report, now)
+            dead.extend(
+                runtime.dead_letters.record(
+                    origin[item.request_id],
+                    "orphan_overflow",
+                    f"no stored prediction for this request, and {store.orphan_max} labels "
+                    "without one are held already (PHOENIX_FEEDBACK_ORPHAN_MAX)",
+                    field="request_id",
+                    original=None if item.batch_index is None else item.to_json(),
+                    batch_index=item.batch_index,
+                )
+                for item in report.overflow
+            )
         if dead:
             await runtime.emitter.emit(dead)
 
@@ -134,24 +154,32 @@ async def evaluate_models() -> None:
 
 
 async def expire_orphan_feedback() -> None:
-    """Delete feedback that found no prediction within the TTL (bounded per sweep)."""
+    """Delete feedback that found no prediction within the TTL, every expired one.
+
+    Bounded statements of ``ORPHAN_SWEEP_ROWS`` until one finds fewer: at most
+    ``ORPHAN_SWEEP_STATEMENTS``, enough for ``PHOENIX_FEEDBACK_ORPHAN_MAX`` orphans.
+    """
+    expired = adopted = 0
     try:
-        swept = await app.runtime.feedback.expire_orphans(
-            settings.feedback_orphan_ttl_s, ORPHAN_SWEEP_ROWS
-        )
+        for _ in range(ORPHAN_SWEEP_STATEMENTS):
+            swept = await app.runtime.feedback.expire_orphans(
+                settings.feedback_orphan_ttl_s, ORPHAN_SWEEP_ROWS
+            )
+            expired += swept.expired
+            adopted += swept.adopted
+            if swept.expired + swept.adopted < ORPHAN_SWEEP_ROWS:
+                break
     except PhoenixError as exc:
         log.warning("Expiring orphan feedback failed: %s", exc)
-        return
     except Exception:
         log.exception("Expiring orphan feedback failed unexpectedly")  # the timer goes on
-        return
-    metrics.FEEDBACK_ORPHANS_EXPIRED.inc(swept.expired)
-    if swept.expired:
+    metrics.FEEDBACK_ORPHANS_EXPIRED.inc(expired)
+    if expired:
         log.info(
             "Deleted %d orphan feedback labels older than %.0f s (%d found their prediction)",
-            swept.expired,
+            expired,
             settings.feedback_orphan_ttl_s,
-            swept.adopted,
+            adopted,
         )
 
 

@@ -191,6 +191,12 @@ FEEDBACK_ORPHANS = Counter(
     "Feedback stored for a request with no stored prediction (yet), counted at insert.",
     registry=REGISTRY,
 )
+FEEDBACK_ORPHANS_REFUSED = Counter(
+    "phoenix_feedback_orphans_refused_total",
+    "Kafka feedback for a request with no stored prediction refused (dead-lettered as "
+    "orphan_overflow) because PHOENIX_FEEDBACK_ORPHAN_MAX orphans were held.",
+    registry=REGISTRY,
+)
 FEEDBACK_ORPHANS_EXPIRED = Counter(
     "phoenix_feedback_orphans_expired_total",
     "Orphan feedback deleted after PHOENIX_FEEDBACK_ORPHAN_TTL_S without a prediction.",

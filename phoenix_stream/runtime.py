@@ -23,6 +23,7 @@ from phoenix_stream.exceptions import DeliveryTimeout
 from phoenix_stream.features.store import FeatureStore
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
+from phoenix_stream.lifecycle.label_sources import LabelSources
 from phoenix_stream.lifecycle.publisher import DeploymentPublisher
 from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules
 from phoenix_stream.lifecycle.rollout import RolloutController, RolloutRules
@@ -82,7 +83,13 @@ class Runtime(Service):
         self.features = FeatureStore(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self.sink = PredictionSink(settings.postgres_dsn)
         # Labels and online evaluation, on the sink's pool (opened with the sink).
-        self.feedback = FeedbackStore(self.sink, is_stopping=self._is_stopping)
+        label_sources = LabelSources(trust_kafka=settings.trust_kafka_feedback)
+        self.feedback = FeedbackStore(
+            self.sink,
+            is_stopping=self._is_stopping,
+            sources=label_sources,
+            orphan_max=settings.feedback_orphan_max,
+        )
         self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
         self.models = ServingModels(
             self.registry,
@@ -147,7 +154,7 @@ class Runtime(Service):
         )
         # Retraining, called by the retrain agent: trains off the loop, deploys a shadow.
         self.retrain = RetrainJob(
-            TrainingData(self.sink),
+            TrainingData(self.sink, label_sources),
             self.deployments.get,
             self.publisher,
             settings.models_dir,

@@ -16,6 +16,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from phoenix_stream.credentials import parse_feedback_tokens
 from phoenix_stream.exceptions import ConfigError
 
 Strategy = Literal["single", "ab", "canary", "shadow"]
@@ -93,6 +94,9 @@ ENV: dict[str, str] = {
     "agents": "PHOENIX_AGENTS",
     "admin_token": "PHOENIX_ADMIN_TOKEN",
     "admin_url": "PHOENIX_ADMIN_URL",
+    "feedback_tokens": "PHOENIX_FEEDBACK_TOKENS",
+    "feedback_orphan_max": "PHOENIX_FEEDBACK_ORPHAN_MAX",
+    "trust_kafka_feedback": "PHOENIX_TRUST_KAFKA_FEEDBACK",
     "auto_promote": "PHOENIX_AUTO_PROMOTE",
     "rollout_interval_s": "PHOENIX_ROLLOUT_INTERVAL_S",
     "canary_step_labels": "PHOENIX_CANARY_STEP_LABELS",
@@ -189,6 +193,15 @@ class Settings:
     # Where the CLI's deploy/promote/rollback send their requests; empty: this worker's
     # own address (PHOENIX_WEB_HOST:PHOENIX_WEB_PORT).
     admin_url: str = ""
+    # Feedback credentials, "[MODEL=]TOKEN,..." (phoenix_stream.credentials); empty: HTTP
+    # feedback is off. Kept out of repr so a logged Settings never shows them.
+    feedback_tokens: str = dataclass_field(default="", repr=False)
+    # Orphans (Kafka labels whose prediction is not stored yet) held at most; beyond it a
+    # label is dead-lettered as orphan_overflow, rows.
+    feedback_orphan_max: int = 50_000
+    # Whether labels from the Kafka feedback topic count for evaluation, promotion and
+    # retraining: only when the broker authenticates who produces to that topic.
+    trust_kafka_feedback: bool = False
     # The rollout controller (on the leader worker) promotes, ramps and rolls back
     # challengers on evidence; off, challengers change only by hand.
     auto_promote: bool = False
@@ -276,6 +289,7 @@ class Settings:
             "http_queue_max",
             "http_max_connections",
             "evaluation_window",
+            "feedback_orphan_max",
         ):
             _check(getattr(self, name) > 0, name, "a positive integer")
         for name in (
@@ -307,6 +321,12 @@ class Settings:
             1 <= self.topic_min_insync <= self.topic_replication,
             "topic_min_insync",
             "between 1 and PHOENIX_TOPIC_REPLICATION",
+        )
+        feedback_tokens = parse_feedback_tokens(self.feedback_tokens)  # ConfigError by name
+        _check(
+            all(token != self.admin_token for _, token in feedback_tokens),
+            "feedback_tokens",
+            "tokens other than PHOENIX_ADMIN_TOKEN (scopes never share a token)",
         )
         _check(1 <= self.stop_timeout_s <= 600, "stop_timeout_s", "between 1 and 600 seconds")
         _check(self.retrain_window_s > 0, "retrain_window_s", "a positive number")

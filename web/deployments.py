@@ -14,7 +14,6 @@ followed by the name the body gives, if any (``admin:cli``), never that name alo
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from typing import Any
 
@@ -22,15 +21,15 @@ from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream.app import app, settings
+from phoenix_stream.credentials import ADMIN
 from phoenix_stream.exceptions import DeliveryTimeout, SinkError, ValidationError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.serving.registry import is_identifier
 from phoenix_stream.storage.deployments import DeploymentHistory
 from phoenix_stream.streaming.records import OutRecord
+from phoenix_stream.web.auth import refuse_unless
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
-from phoenix_stream.webserver.headers import header_text
 
-ADMIN = "admin"  # who holds PHOENIX_ADMIN_TOKEN, in the audit trail
 log = logging.getLogger(__name__)
 
 # How long a caller waits for a tombstone to be recorded on Kafka, seconds.
@@ -42,18 +41,7 @@ _CHANGE_FIELDS = frozenset(
 
 def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | None:
     """None when the request carries the admin token, else the error response."""
-    if not settings.admin_token:
-        return json_error(403, "admin endpoints are off: PHOENIX_ADMIN_TOKEN is not set")
-    try:
-        header = header_text(request.headers, "Authorization") or ""
-    except ValidationError as exc:
-        return json_error(401, f"bearer token {exc.message}", exc.field)
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return json_error(401, "missing bearer token", "Authorization")
-    if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-        return json_error(403, "wrong bearer token", "Authorization")
-    return None
+    return refuse_unless(request, ADMIN)
 
 
 def admin_actor(claimed: Any) -> str:

@@ -38,6 +38,7 @@ class _Evaluation:
             {
                 "model": model,
                 "window": settings.evaluation_window,
+                "label_sources": app.runtime.feedback.sources.names,
                 "variants": [r.as_dict() for r in results],
             }
         )

@@ -1,48 +1,41 @@
-"""``POST /v1/feedback``: true outcomes over HTTP, recorded on the ``feedback`` topic.
+"""``POST /v1/feedback``: true outcomes of served predictions, with a feedback token.
 
-The body is one item ``{"request_id", "label": 0 | 1, "observed_at"?}``, a list of items,
-or ``{"feedback": [...]}``. Valid items are produced (key: request_id, ``observed_at``
-filled in with the time of receipt when missing) and the answer, 202 with
-``{"accepted": n, "errors": [...]}``, is sent after the broker acknowledged them; the
-feedback agent stores them like any other feedback. Any body gets 202 or a JSON 4xx
-naming the field; 503 when the broker does not acknowledge in time.
+The caller sends ``Authorization: Bearer <token>`` with a token of
+``PHOENIX_FEEDBACK_TOKENS`` (401 without, 403 wrong, of the admin scope or, per item, for
+a model the token may not label; with no feedback token configured the endpoint is off,
+403). The body is one item ``{"request_id", "label": 0 | 1, "observed_at"?}``, a list of
+items, or ``{"feedback": [...]}``. A label attaches only to a prediction that is stored
+(404 naming ``request_id`` otherwise): orphans come only from the Kafka topic. Labels are
+written straight to PostgreSQL with source ``http:<principal>`` (not through the topic,
+whose writers cannot be told apart), and the answer, 202 ``{"accepted": n, "errors":
+[...]}``, is sent once they are stored; the first label of a request wins, a repeat is
+accepted and counted as a duplicate. 503 when PostgreSQL does not answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
+from phoenix_stream import metrics
 from phoenix_stream.app import app, settings
-from phoenix_stream.exceptions import DeliveryTimeout, ProduceError, ShuttingDown, ValidationError
+from phoenix_stream.credentials import FEEDBACK, Principal
+from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, parse_feedback
 from phoenix_stream.messages.requests import shorten
-from phoenix_stream.streaming.records import OutRecord
+from phoenix_stream.storage.feedback import FeedbackReport
+from phoenix_stream.web.auth import authenticate
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
 
-# How long a caller waits for its feedback to be recorded on Kafka, seconds.
-EMIT_TIMEOUT_S = 5.0
-
-
-def feedback_record(item: ParsedFeedback) -> OutRecord:
-    """The ``feedback`` topic record of one item, keyed by request_id."""
-    return OutRecord(settings.topic("feedback"), item.request_id.encode(), item.to_json())
-
-
-async def record(items: list[ParsedFeedback]) -> None:
-    """Produce ``items`` and wait for the broker; DeliveryTimeout or ShuttingDown (503)."""
-    try:
-        await asyncio.wait_for(
-            app.runtime.emitter.emit([feedback_record(item) for item in items]), EMIT_TIMEOUT_S
-        )
-    except TimeoutError as exc:
-        raise DeliveryTimeout("feedback could not be recorded on Kafka in time") from exc
-    except ProduceError as exc:  # raised only while the worker stops
-        raise ShuttingDown("the worker is stopping; the feedback was not recorded") from exc
+_MISSING = (
+    404,
+    "no stored prediction for this request_id; labels attach only to served predictions "
+    "(one served a moment ago may not be stored yet: retry)",
+)
+_OUT_OF_SCOPE = (403, "this token may not label predictions of this request's model")
 
 
 @app.page("/v1/feedback")
@@ -51,7 +44,21 @@ class FeedbackView(web.View):
 
     @json_errors
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
-        """202 ``{"accepted", "errors"}``; 400 bad JSON, 413 too large, 422 bad field."""
+        """202 ``{"accepted", "errors"}``; 401/403 token, 400 bad JSON, 413 too large,
+        422 bad field, 404 no such prediction, 503 PostgreSQL down."""
+        try:
+            return await self._post(request)
+        except SinkError as exc:
+            return json_error(
+                503,
+                f"PostgreSQL cannot store the labels now: {shorten(str(exc), 200)}; retry",
+                kind="database",
+            )
+
+    async def _post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
+        principal = authenticate(request, FEEDBACK)
+        if isinstance(principal, aiohttp_web.Response):
+            return principal
         body, error = await read_json(request, settings.max_record_bytes)
         if error is not None:
             return error
@@ -70,30 +77,58 @@ class FeedbackView(web.View):
                 parsed = parse_feedback(body, now=now)
             except ValidationError as exc:
                 return json_error(422, exc.message, exc.field)
-            await record([parsed])
+            refused = _refusals(await _attach([parsed], principal))
+            if parsed.request_id in refused:
+                status, message = refused[parsed.request_id]
+                return json_error(status, message, "request_id")
             return json_response({"accepted": 1, "errors": []}, 202)
-        return await self._many(items, now)
+        return await _many(items, now, principal)
 
-    async def _many(self, items: list[Any], now: float) -> aiohttp_web.Response:
-        if not items:
-            return json_error(422, "must be a non-empty array of feedback items", "feedback")
-        if len(items) > settings.max_batch_requests:
-            return json_error(
-                413,
-                f"holds {len(items)} items, over the limit of {settings.max_batch_requests}",
-                "feedback",
-            )
-        accepted: list[ParsedFeedback] = []
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            try:
-                accepted.append(parse_feedback(item, now=now, batch_index=index))
-            except ValidationError as exc:
+
+async def _many(items: list[Any], now: float, principal: Principal) -> aiohttp_web.Response:
+    if not items:
+        return json_error(422, "must be a non-empty array of feedback items", "feedback")
+    if len(items) > settings.max_batch_requests:
+        return json_error(
+            413,
+            f"holds {len(items)} items, over the limit of {settings.max_batch_requests}",
+            "feedback",
+        )
+    parsed: list[ParsedFeedback] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(parse_feedback(item, now=now, batch_index=index))
+        except ValidationError as exc:
+            errors.append({"index": index, "status": 422, "error": exc.message, "field": exc.field})
+    if parsed:
+        refused = _refusals(await _attach(parsed, principal))
+        for item in parsed:
+            if item.request_id in refused:
+                status, message = refused[item.request_id]
                 errors.append(
-                    {"index": index, "status": 422, "error": exc.message, "field": exc.field}
+                    {"index": item.batch_index, "status": status, "error": message}
+                    | {"field": "request_id"}
                 )
-        if not accepted:
-            first = errors[0]
-            return json_error(422, first["error"], first["field"], errors=errors)
-        await record(accepted)
-        return json_response({"accepted": len(accepted), "errors": errors}, 202)
+        errors.sort(key=lambda e: int(e["index"]))
+    accepted = len(items) - len(errors)
+    if not accepted:
+        first = errors[0]
+        return json_error(first["status"], first["error"], first["field"], errors=errors)
+    return json_response({"accepted": accepted, "errors": errors}, 202)
+
+
+async def _attach(items: list[ParsedFeedback], principal: Principal) -> FeedbackReport:
+    """Store ``items`` for ``principal`` and count them; SinkError when PostgreSQL fails."""
+    report = await app.runtime.feedback.attach(items, principal.name, principal.models)
+    metrics.FEEDBACK_ROWS.inc(report.written)
+    metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
+    metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
+    return report
+
+
+def _refusals(report: FeedbackReport) -> dict[str, tuple[int, str]]:
+    """request_id -> (status, message) of each item the store refused."""
+    refused = {item.request_id: _MISSING for item in report.missing}
+    refused.update((item.request_id, _OUT_OF_SCOPE) for item in report.out_of_scope)
+    return refused

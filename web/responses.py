@@ -22,6 +22,7 @@ from phoenix_stream.exceptions import (
     ValidationError,
 )
 from phoenix_stream.messages.requests import load_json, shorten
+from phoenix_stream.messages.text import UnstorableText
 
 JSON = "application/json"
 RETRY_AFTER_S = 1  # seconds an overloaded worker asks a client to wait
@@ -70,6 +71,8 @@ async def read_json(
         return None, json_error(413, f"body is {len(raw)} bytes, over the limit of {max_bytes}")
     try:
         return load_json(raw), None
+    except UnstorableText as exc:
+        return None, json_error(400, exc.message, exc.field)
     except ValueError as exc:
         return None, json_error(400, f"invalid JSON: {exc}")
 

@@ -23,6 +23,7 @@ from phoenix_stream.drift.histograms import SCORE
 from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.requests import load_json
+from phoenix_stream.messages.text import UnstorableText
 from phoenix_stream.serving.registry import is_identifier
 from phoenix_stream.serving.router import CHAMPION
 
@@ -61,6 +62,8 @@ def decode_counts(raw: bytes | None) -> BatchCounts:
     """A record of the drift-counts topic; ValidationError naming the field when invalid."""
     try:
         data = load_json(raw or b"")
+    except UnstorableText:
+        raise  # a ValidationError naming the field already
     except ValueError as exc:
         raise ValidationError("$", f"invalid JSON: {exc}") from exc
     if not isinstance(data, dict):

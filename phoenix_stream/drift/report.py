@@ -15,6 +15,7 @@ import orjson
 
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.requests import load_json
+from phoenix_stream.messages.text import UnstorableText
 from phoenix_stream.serving.registry import is_identifier
 
 __all__ = [
@@ -107,6 +108,8 @@ def decode_report(raw: bytes | None) -> DriftReport:
         raise ValidationError("$", f"a report must be at most {MAX_REPORT_BYTES} bytes")
     try:
         data = load_json(raw or b"")
+    except UnstorableText:
+        raise  # a ValidationError naming the field already
     except ValueError as exc:
         raise ValidationError("$", f"invalid JSON: {exc}") from exc
     return parse_report(data)

@@ -18,6 +18,7 @@ import orjson
 
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.requests import MAX_ID_LENGTH, SENT_AT_RANGE, load_json, shorten
+from phoenix_stream.messages.text import UnstorableText, unstorable_field
 
 __all__ = [
     "FIELDS",
@@ -78,8 +79,13 @@ def decode_feedback(
     if len(raw) > max_bytes:
         message = f"record is {len(raw)} bytes, over the limit of {max_bytes}"
         return [RejectedFeedback("too_large", message, None, raw, None)]
+    unstorable = False  # a string somewhere holds NUL: check each item for it
     try:
         payload = load_json(raw)
+    except UnstorableText as exc:
+        if not isinstance(exc.payload, list):
+            return [RejectedFeedback("invalid_feedback", str(exc), exc.field, raw, None)]
+        payload, unstorable = exc.payload, True
     except ValueError as exc:
         return [RejectedFeedback("invalid_json", f"invalid JSON: {exc}", None, raw, None)]
     if isinstance(payload, list):
@@ -88,12 +94,19 @@ def decode_feedback(
         if len(payload) > max_batch:
             message = f"list holds {len(payload)} items, over the limit of {max_batch}"
             return [RejectedFeedback("batch_too_large", message, None, raw, None)]
-        return [_decode_item(item, index, raw, now) for index, item in enumerate(payload)]
+        return [
+            _decode_item(item, index, raw, now, unstorable) for index, item in enumerate(payload)
+        ]
     return [_decode_item(payload, None, raw, now)]
 
 
-def _decode_item(item: Any, index: int | None, record: bytes, now: float) -> DecodedFeedback:
+def _decode_item(
+    item: Any, index: int | None, record: bytes, now: float, check_text: bool = False
+) -> DecodedFeedback:
     try:
+        found = unstorable_field(item) if check_text else None
+        if found is not None:
+            raise ValidationError(shorten(found[0], 200), found[1])
         return parse_feedback(item, now=now, batch_index=index)
     except ValidationError as exc:
         original = record if index is None else _item_bytes(item, record)

@@ -51,6 +51,7 @@ from phoenix_stream.exceptions import PhoenixError, Unauthenticated, ValidationE
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
 from phoenix_stream.messages.requests import SENT_AT_RANGE, load_json, shorten
+from phoenix_stream.messages.text import UnstorableText
 from phoenix_stream.serving.registration import RegistrationError, register_version
 from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment
@@ -167,6 +168,8 @@ def decode_request(raw: bytes | None) -> RetrainRequest:
         raise ValidationError("$", f"is {len(raw)} bytes, over the limit of {MAX_REQUEST_BYTES}")
     try:
         data = load_json(raw)
+    except UnstorableText:
+        raise  # a ValidationError naming the field already
     except ValueError as exc:
         raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
     return parse_request(data)
@@ -277,6 +280,8 @@ class RetrainOutcome:
     last_at: float | None = None
     seconds: float = 0.0
     generation: int | None = None  # of the shadow deployment
+    # The label sources whose labels the rows came from (lifecycle.label_sources).
+    label_sources: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -462,15 +467,27 @@ class RetrainJob:
             if request.data_since is None
             else f"since {_clock_time(since)}"
         )
-        log.info("retrain %s: %d labelled rows received %s", model, n, where)
-        data = {"rows": n, "first_at": rows.first_at, "last_at": rows.last_at, "since": since}
+        sources = list(rows.label_sources)
+        log.info(
+            "retrain %s: %d labelled rows received %s (labels from %s)",
+            model, n, where, "+".join(sources),
+        )  # fmt: skip
+        data = {
+            "rows": n,
+            "first_at": rows.first_at,
+            "last_at": rows.last_at,
+            "since": since,
+            "label_sources": sources,
+        }
         if n < self.rules.min_rows:
             raise _Failed(
                 "too_little_data",
                 f"{n} labelled rows received {where}, at least "
-                f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS)",
+                f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS); labels from "
+                f"{'+'.join(sources)} count",
                 champion=deployment.champion,
                 rows=n,
+                label_sources=sources,
                 first_at=rows.first_at,
                 last_at=rows.last_at,
             )
@@ -504,6 +521,7 @@ class RetrainJob:
             "rows": n,
             "first_at": rows.first_at,
             "last_at": rows.last_at,
+            "label_sources": sources,
         }
         try:
             record = await self._deployer.deploy(

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from phoenix_stream.exceptions import ValidationError
+from phoenix_stream.messages.text import NUL_ESCAPE, UnstorableText, unstorable_field
 
 MAX_ID_LENGTH = 256  # characters of request_id and entity_id
 MAX_NAME_LENGTH = 128  # characters of a model name or a feature name
@@ -82,8 +83,13 @@ def decode_record(
     if len(raw) > max_bytes:
         message = f"record is {len(raw)} bytes, over the limit of {max_bytes}"
         return [RejectedRequest("too_large", message, None, raw, None)]
+    unstorable = False  # a string somewhere holds NUL: check each batch item for it
     try:
         payload = load_json(raw)
+    except UnstorableText as exc:
+        if not isinstance(exc.payload, list):
+            return [RejectedRequest("invalid_request", str(exc), exc.field, raw, None)]
+        payload, unstorable = exc.payload, True
     except ValueError as exc:
         return [RejectedRequest("invalid_json", f"invalid JSON: {exc}", None, raw, None)]
     if isinstance(payload, list):
@@ -92,10 +98,14 @@ def decode_record(
         if len(payload) > max_batch:
             message = f"batch holds {len(payload)} requests, over the limit of {max_batch}"
             return [RejectedRequest("batch_too_large", message, None, raw, None)]
-        return [
-            _decode_item(item, index, raw, default_model, require_request_id, id_factory)
-            for index, item in enumerate(payload)
-        ]
+        decoded: list[Decoded] = []
+        for index, item in enumerate(payload):
+            rejected = _unstorable_item(item, index, raw) if unstorable else None
+            decoded.append(
+                rejected
+                or _decode_item(item, index, raw, default_model, require_request_id, id_factory)
+            )
+        return decoded
     return [_decode_item(payload, None, raw, default_model, require_request_id, id_factory)]
 
 
@@ -104,15 +114,22 @@ def load_json(raw: bytes) -> Any:
 
     ``NaN``, ``Infinity`` and numbers beyond float range are let through here (as float
     NaN and infinities) so that validation can name the field that holds one. Strings
-    are always valid Unicode: a lone surrogate escape is invalid JSON.
+    are always valid Unicode: a lone surrogate escape is invalid JSON. A string (key or
+    value) holding NUL raises ``UnstorableText`` (a ValidationError and a ValueError)
+    naming its field: PostgreSQL could not store it (``messages.text``).
     """
     try:
-        return orjson.loads(raw)
+        payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         payload = _lenient_loads(raw)
         if payload is _INVALID:
             raise ValueError(shorten(str(exc), 200)) from exc
-        return payload
+    # The byte scan is cheap; the walk runs only for the rare record that has the escape.
+    if NUL_ESCAPE in raw:
+        found = unstorable_field(payload)
+        if found is not None:
+            raise UnstorableText(shorten(found[0], 200), found[1], payload)
+    return payload
 
 
 _INVALID = object()
@@ -172,6 +189,16 @@ def _item_bytes(item: Any, record: bytes) -> bytes:
         return orjson.dumps(item)
     except orjson.JSONEncodeError:
         return record
+
+
+def _unstorable_item(item: Any, index: int, record: bytes) -> RejectedRequest | None:
+    """The rejection of a batch item holding text PostgreSQL cannot store, or None."""
+    found = unstorable_field(item)
+    if found is None:
+        return None
+    field, reason = shorten(found[0], 200), found[1]
+    original = _item_bytes(item, record)
+    return RejectedRequest("invalid_request", f"{field}: {reason}", field, original, index)
 
 
 def _decode_item(

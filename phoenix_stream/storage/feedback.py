@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from phoenix_stream.exceptions import SinkError
@@ -38,34 +38,95 @@ from phoenix_stream.lifecycle.evaluation import (
 )
 from phoenix_stream.lifecycle.evidence import ArmSummary, PairedSummary
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
+from phoenix_stream.lifecycle.label_sources import LabelSources, http_source
 from phoenix_stream.storage.sink import PredictionSink, backoff_delay, is_data_error, is_transient
 
-__all__ = ["EVALUATION_LOCK_ID", "FeedbackReport", "FeedbackStore", "OrphanCleanup"]
+__all__ = [
+    "EVALUATION_LOCK_ID",
+    "ORPHAN_LOCK_ID",
+    "FeedbackReport",
+    "FeedbackStore",
+    "OrphanCleanup",
+]
 
 log = logging.getLogger(__name__)
 
 EVALUATION_LOCK_ID = 0x7068_6F65_6E69_7803
 """pg_advisory_xact_lock key serializing stored evaluations across workers."""
 
+ORPHAN_LOCK_ID = 0x7068_6F65_6E69_7806
+"""pg_advisory_xact_lock key serializing Kafka label writes, so the orphan bound holds."""
+
+# Kafka labels. An orphan (no stored prediction, no stored label) is inserted only while
+# fewer than $4 orphans are held; the rest come back flagged overflow. The outer query
+# sees the table as it was before this statement: stored_label is the label that was
+# already there (NULL for a row inserted now).
 _WRITE = """
+WITH incoming AS (
+    SELECT * FROM unnest($1::text[], $2::smallint[], $3::float8[]) WITH ORDINALITY
+        AS t(request_id, label, observed_at, ord)
+),
+judged AS (
+    SELECT i.*,
+           EXISTS (SELECT 1 FROM predictions p WHERE p.request_id = i.request_id) AS joined,
+           EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = i.request_id) AS stored
+    FROM incoming i
+),
+ranked AS (
+    SELECT j.*,
+           CASE WHEN NOT j.joined AND NOT j.stored THEN
+               row_number() OVER (PARTITION BY NOT j.joined AND NOT j.stored ORDER BY j.ord)
+           END AS orphan_rank
+    FROM judged j
+),
+room AS (
+    SELECT greatest($4::bigint - (SELECT count(*) FROM feedback WHERE orphan), 0) AS n
+),
+inserted AS (
+    INSERT INTO feedback (request_id, label, observed_at, received_at, orphan, source)
+    SELECT r.request_id, r.label, to_timestamp(r.observed_at), now(), NOT r.joined, 'kafka'
+    FROM ranked r CROSS JOIN room
+    WHERE r.orphan_rank IS NULL OR r.orphan_rank <= room.n
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id, orphan
+)
+SELECT r.request_id, n.request_id IS NOT NULL AS inserted, n.orphan, f.label AS stored_label,
+       coalesce(r.orphan_rank > room.n, false) AS overflow
+FROM ranked r CROSS JOIN room
+LEFT JOIN inserted n ON n.request_id = r.request_id
+LEFT JOIN feedback f ON f.request_id = r.request_id
+ORDER BY r.ord
+"""
+
+# HTTP labels: stored only for a stored prediction of a model the principal may label
+# ($5 NULL: any model); model is NULL for an unknown request_id. A label stored from a
+# source not trusted ($6: the trusted LIKE patterns) is replaced: otherwise whoever
+# writes the Kafka topic first could keep every authenticated label out.
+_ATTACH = """
 WITH incoming AS (
     SELECT * FROM unnest($1::text[], $2::smallint[], $3::float8[])
         AS t(request_id, label, observed_at)
 ),
+known AS (
+    SELECT i.*, p.request_id IS NOT NULL AS found, p.model
+    FROM incoming i LEFT JOIN predictions p ON p.request_id = i.request_id
+),
 inserted AS (
-    INSERT INTO feedback (request_id, label, observed_at, received_at, orphan)
-    SELECT i.request_id, i.label, to_timestamp(i.observed_at), now(),
-           NOT EXISTS (SELECT 1 FROM predictions p WHERE p.request_id = i.request_id)
-    FROM incoming i
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING request_id, orphan
+    INSERT INTO feedback (request_id, label, observed_at, received_at, orphan, source)
+    SELECT k.request_id, k.label, to_timestamp(k.observed_at), now(), false, $4
+    FROM known k
+    WHERE k.found AND ($5::text[] IS NULL OR k.model = ANY($5::text[]))
+    ON CONFLICT (request_id) DO UPDATE
+        SET label = EXCLUDED.label, observed_at = EXCLUDED.observed_at,
+            received_at = EXCLUDED.received_at, orphan = false, source = EXCLUDED.source
+        WHERE NOT (feedback.source LIKE ANY($6::text[]))
+    RETURNING request_id
 )
--- The outer query sees the table as it was before this statement: stored_label is the
--- label that was already there (NULL for a row inserted now).
-SELECT i.request_id, n.request_id IS NOT NULL AS inserted, n.orphan, f.label AS stored_label
-FROM incoming i
-LEFT JOIN inserted n ON n.request_id = i.request_id
-LEFT JOIN feedback f ON f.request_id = i.request_id
+SELECT k.request_id, k.found, k.model, n.request_id IS NOT NULL AS inserted,
+       f.label AS stored_label
+FROM known k
+LEFT JOIN inserted n ON n.request_id = k.request_id
+LEFT JOIN feedback f ON f.request_id = k.request_id
 """
 
 _EXPIRE_ORPHANS = """
@@ -115,6 +176,7 @@ def _latest_labelled(table: str, variant: str) -> str:
         SELECT t.score, t.label AS predicted, f.label AS actual
         FROM {table} t JOIN feedback f ON f.request_id = t.request_id
         WHERE t.model = $1 AND t.version = v.version AND {variant}
+          AND f.source LIKE ANY($5::text[])
           AND t.score IS NOT NULL AND t.label IS NOT NULL
         ORDER BY t.predicted_at DESC, t.request_id DESC
         LIMIT $2
@@ -170,7 +232,7 @@ FROM (
     JOIN feedback f ON f.request_id = p.request_id
     WHERE p.model = $1 AND p.version = $2 AND p.variant = 'champion'
       AND s.model = $1 AND s.version = $3
-      AND p.label IS NOT NULL AND s.label IS NOT NULL
+      AND p.label IS NOT NULL AND s.label IS NOT NULL AND f.source LIKE ANY($5::text[])
       AND p.predicted_at >= to_timestamp($4) AND p.received_at >= to_timestamp($4)
 ) pairs
 """
@@ -182,6 +244,7 @@ FROM (
     SELECT p.version, (p.label <> f.label)::int AS loss
     FROM predictions p JOIN feedback f ON f.request_id = p.request_id
     WHERE p.model = $1 AND p.version = ANY($2::text[]) AND p.label IS NOT NULL
+      AND f.source LIKE ANY($4::text[])
       AND p.predicted_at >= to_timestamp($3) AND p.received_at >= to_timestamp($3)
 ) served
 GROUP BY version
@@ -206,6 +269,9 @@ class FeedbackReport:
     (stored before, or earlier in the batch); ``conflicts``: duplicates whose label differs
     from the one that won; ``orphans``: written now for a request with no stored prediction.
     ``conflict_examples``: up to a few ``(request_id, label kept, label refused)``.
+    ``overflow``: orphans refused, not stored, because ``orphan_max`` orphans are held.
+    ``missing`` and ``out_of_scope`` (HTTP only): items refused because their request has
+    no stored prediction, or one of a model the principal may not label.
     """
 
     written: int = 0
@@ -213,6 +279,9 @@ class FeedbackReport:
     conflicts: int = 0
     orphans: int = 0
     conflict_examples: list[tuple[str, int, int]] = field(default_factory=list)
+    overflow: list[ParsedFeedback] = field(default_factory=list)
+    missing: list[ParsedFeedback] = field(default_factory=list)
+    out_of_scope: list[ParsedFeedback] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,26 +305,28 @@ class FeedbackStore:
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
         is_stopping: Callable[[], bool] = lambda: False,
+        sources: LabelSources | None = None,
+        orphan_max: int = 50_000,
     ) -> None:
         self._sink = sink
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self._is_stopping = is_stopping
+        # Which labels evaluations and summaries count (default: HTTP only).
+        self.sources = sources or LabelSources()
+        self.orphan_max = orphan_max  # orphans held at most (rows); more are refused
         self.retries = 0  # failed write attempts retried, for the metrics
         self._rng = random.Random()  # jitter only, not security
 
     async def write(self, items: Sequence[ParsedFeedback]) -> FeedbackReport:
-        """Store a batch of labels in one statement (one attempt); SinkError on failure.
+        """Store a batch of Kafka labels (source ``kafka``) in one statement; SinkError on
+        failure. The first label of a request_id wins, in the batch and across batches.
 
-        The first label of a request_id wins, in the batch and across batches.
+        Orphans are stored while fewer than ``orphan_max`` are held, the rest returned in
+        ``overflow``. The statement runs under an advisory lock, so workers writing at
+        once cannot together go past the bound.
         """
-        first: dict[str, ParsedFeedback] = {}
-        later: list[ParsedFeedback] = []
-        for item in items:
-            if item.request_id in first:
-                later.append(item)
-            else:
-                first[item.request_id] = item
+        first, later = _first_of_each(items)
         if not first:
             return FeedbackReport()
         winners = list(first.values())
@@ -264,27 +335,48 @@ class FeedbackStore:
             [item.request_id for item in winners],
             [item.label for item in winners],
             [item.observed_at for item in winners],
+            int(self.orphan_max),
             what=f"writing {len(winners)} feedback labels",
+            lock=ORPHAN_LOCK_ID,
         )
-        kept: dict[str, int] = {}
-        written = orphans = 0
-        refused: list[ParsedFeedback] = []
-        for row in rows:
-            item = first[row["request_id"]]
-            if row["inserted"]:
-                written += 1
-                orphans += bool(row["orphan"])
-                kept[item.request_id] = item.label
-            else:
-                # Stored before (stored_label), or by a concurrent writer since the
-                # statement's snapshot (None: the label kept is not known here).
-                stored = row["stored_label"]
-                kept[item.request_id] = item.label if stored is None else int(stored)
-                refused.append(item)
-        refused.extend(later)
-        conflicts = [item for item in refused if item.label != kept[item.request_id]]
-        examples = [(c.request_id, kept[c.request_id], c.label) for c in conflicts[:_MAX_EXAMPLES]]
-        return FeedbackReport(written, len(refused), len(conflicts), orphans, examples)
+        overflow = [first[row["request_id"]] for row in rows if row["overflow"]]
+        report = _tally(first, later, [row for row in rows if not row["overflow"]])
+        return replace(report, overflow=overflow)
+
+    async def attach(
+        self, items: Sequence[ParsedFeedback], principal: str, models: frozenset[str] | None
+    ) -> FeedbackReport:
+        """Store HTTP labels of ``principal`` (source ``http:<principal>``), each only if its
+        request has a stored prediction of a model in ``models`` (None: any); one statement,
+        one attempt, SinkError on failure. Refused items come back in ``missing`` and
+        ``out_of_scope``. The first trusted label of a request_id wins; one from a source
+        not trusted (``self.sources``) is replaced.
+        """
+        first, later = _first_of_each(items)
+        if not first:
+            return FeedbackReport()
+        winners = list(first.values())
+        rows = await self._fetch(
+            _ATTACH,
+            [item.request_id for item in winners],
+            [item.label for item in winners],
+            [item.observed_at for item in winners],
+            http_source(principal),
+            None if models is None else sorted(models),
+            self.sources.like_patterns,
+            what=f"attaching {len(winners)} feedback labels",
+        )
+        missing = [first[r["request_id"]] for r in rows if not r["found"]]
+        out_of_scope = [
+            first[r["request_id"]]
+            for r in rows
+            if r["found"] and models is not None and r["model"] not in models
+        ]
+        refused = {item.request_id for item in (*missing, *out_of_scope)}
+        kept = [r for r in rows if r["request_id"] not in refused]
+        later = [item for item in later if item.request_id not in refused]
+        report = _tally(first, later, kept)
+        return replace(report, missing=missing, out_of_scope=out_of_scope)
 
     async def write_until_done(self, items: Sequence[ParsedFeedback]) -> FeedbackReport:
         """:meth:`write`, retrying outages with capped, jittered backoff until it succeeds.
@@ -345,6 +437,7 @@ class FeedbackStore:
             int(window),
             LOG_LOSS_EPS,
             int(min_per_class),
+            self.sources.like_patterns,
             what=f"evaluating {model!r}",
         )
         out: list[VariantMetrics] = []
@@ -408,7 +501,13 @@ class FeedbackStore:
         in shadow by ``challenger``, received at or after ``since`` (epoch seconds).
         """
         rows = await self._fetch(
-            _PAIRED, model, champion, challenger, float(since), what=f"pairing {model!r}"
+            _PAIRED,
+            model,
+            champion,
+            challenger,
+            float(since),
+            self.sources.like_patterns,
+            what=f"pairing {model!r}",
         )
         row = rows[0]
         return PairedSummary(
@@ -424,7 +523,12 @@ class FeedbackStore:
         at or after ``since`` (epoch seconds) that have feedback.
         """
         rows = await self._fetch(
-            _ARMS, model, [champion, challenger], float(since), what=f"arms of {model!r}"
+            _ARMS,
+            model,
+            [champion, challenger],
+            float(since),
+            self.sources.like_patterns,
+            what=f"arms of {model!r}",
         )
         found: Mapping[str, ArmSummary] = {
             row["version"]: ArmSummary(
@@ -434,21 +538,66 @@ class FeedbackStore:
         }
         return {version: found.get(version, ArmSummary()) for version in (champion, challenger)}
 
-    async def _fetch(self, query: str, *args: Any, what: str) -> list[Any]:
+    async def _fetch(self, query: str, *args: Any, what: str, lock: int | None = None) -> list[Any]:
         """Rows of one statement on a pooled connection; SinkError naming ``what`` on failure.
 
+        With ``lock``, the statement runs in a transaction holding that advisory lock.
         The SinkError's cause is the driver's error, for ``is_transient``.
         """
         try:
             async with self._sink.connection() as conn:
                 try:
-                    rows: list[Any] = await conn.fetch(query, *args)
+                    if lock is None:
+                        rows: list[Any] = await conn.fetch(query, *args)
+                    else:
+                        async with conn.transaction():
+                            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+                            rows = await conn.fetch(query, *args)
                 except BaseException as exc:
                     _discard_if_broken(conn, exc)
                     raise
         except SinkError as exc:
             raise SinkError(f"{what} failed: {exc}") from (exc.__cause__ or exc)
         return rows
+
+
+def _first_of_each(
+    items: Sequence[ParsedFeedback],
+) -> tuple[dict[str, ParsedFeedback], list[ParsedFeedback]]:
+    """The first item of each request_id (in order), and the later ones."""
+    first: dict[str, ParsedFeedback] = {}
+    later: list[ParsedFeedback] = []
+    for item in items:
+        if item.request_id in first:
+            later.append(item)
+        else:
+            first[item.request_id] = item
+    return first, later
+
+
+def _tally(
+    first: Mapping[str, ParsedFeedback], later: Sequence[ParsedFeedback], rows: Sequence[Any]
+) -> FeedbackReport:
+    """Written, duplicates, conflicts and orphans of the rows a write statement returned."""
+    kept: dict[str, int] = {}
+    written = orphans = 0
+    refused: list[ParsedFeedback] = []
+    for row in rows:
+        item = first[row["request_id"]]
+        if row["inserted"]:
+            written += 1
+            orphans += bool(row.get("orphan"))
+            kept[item.request_id] = item.label
+        else:
+            # Stored before (stored_label), or by a concurrent writer since the
+            # statement's snapshot (None: the label kept is not known here).
+            stored = row["stored_label"]
+            kept[item.request_id] = item.label if stored is None else int(stored)
+            refused.append(item)
+    refused.extend(item for item in later if item.request_id in kept)
+    conflicts = [item for item in refused if item.label != kept[item.request_id]]
+    examples = [(c.request_id, kept[c.request_id], c.label) for c in conflicts[:_MAX_EXAMPLES]]
+    return FeedbackReport(written, len(refused), len(conflicts), orphans, examples)
 
 
 def _discard_if_broken(conn: Any, exc: BaseException) -> None:

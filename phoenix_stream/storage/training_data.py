@@ -5,7 +5,8 @@ true label (``feedback.label``), joined by ``request_id``. One statement, bounde
 limit: it walks the ``(model, predicted_at)`` index backwards from the newest prediction
 and stops after ``limit`` usable rows. Rows served while Redis was down (``degraded``:
 every feature a default) and rows missing a feature or holding a non-number are left
-out. The store shares the sink's asyncpg pool (``PredictionSink.connection``).
+out, and so are labels of a source not trusted (``lifecycle.label_sources``). The store
+shares the sink's asyncpg pool (``PredictionSink.connection``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from phoenix_stream.exceptions import SinkError
+from phoenix_stream.lifecycle.label_sources import LabelSources
 from phoenix_stream.storage.sink import PredictionSink, is_data_error
 
 __all__ = ["TrainingData", "TrainingRows"]
@@ -46,6 +48,7 @@ SELECT x, y, at FROM (
       AND p.received_at >= to_timestamp($3) AND p.received_at < to_timestamp($4)
       AND jsonb_typeof(p.features) = 'object' AND p.features ?& $2::text[]
       AND p.degraded IS NOT TRUE
+      AND f.source LIKE ANY($6::text[])
 ) labelled
 WHERE array_position(x, NULL) IS NULL
 ORDER BY predicted_at DESC, request_id DESC
@@ -57,7 +60,8 @@ class TrainingRows(NamedTuple):
     """Labelled rows, oldest first: X float32 (n, F), y int64 (n,), times in epoch seconds.
 
     ``first_at`` and ``last_at`` are the earliest and latest ``received_at`` of the rows
-    (None when there are none).
+    (None when there are none); ``label_sources`` the label sources counted
+    (``LabelSources.names``).
     """
 
     X: np.ndarray
@@ -65,13 +69,15 @@ class TrainingRows(NamedTuple):
     feature_names: tuple[str, ...]
     first_at: float | None
     last_at: float | None
+    label_sources: tuple[str, ...] = ("http",)
 
 
 class TrainingData:
-    """Reads training rows on the sink's PostgreSQL pool."""
+    """Reads training rows on the sink's PostgreSQL pool; only labels of trusted sources."""
 
-    def __init__(self, sink: PredictionSink) -> None:
+    def __init__(self, sink: PredictionSink, sources: LabelSources | None = None) -> None:
         self._sink = sink
+        self.sources = sources or LabelSources()  # default: HTTP labels only
 
     async def fetch(
         self,
@@ -96,7 +102,13 @@ class TrainingData:
             async with self._sink.connection() as conn:
                 try:
                     rows: list[Any] = await conn.fetch(
-                        _FETCH, model, list(names), float(since), float(until), int(limit)
+                        _FETCH,
+                        model,
+                        list(names),
+                        float(since),
+                        float(until),
+                        int(limit),
+                        self.sources.like_patterns,
                     )
                 except BaseException as exc:
                     # A statement cut short can leave the connection's protocol confused.
@@ -108,7 +120,8 @@ class TrainingData:
                 exc.__cause__ or exc
             )
         # Building the arrays is O(rows x features) Python work: off the event loop.
-        return await asyncio.to_thread(_to_arrays, rows, names)
+        found = await asyncio.to_thread(_to_arrays, rows, names)
+        return found._replace(label_sources=tuple(self.sources.names))
 
 
 def _to_arrays(rows: Sequence[Any], names: tuple[str, ...]) -> TrainingRows:

@@ -106,6 +106,12 @@ async def test_admin_endpoints_refuse_without_the_token(
     closed: WorkerProcess = await worker_factory.start(models_dir=registry)
     status, body = await http("PUT", f"{closed.base_url}/v1/deployments/{MODEL}", change, **AUTH)
     assert status == 403 and "off" in body["error"]
+    # Feedback has its own credential: with no feedback token configured it is off, and
+    # the admin token does not open it.
+    label = {"request_id": "r1", "label": 1}
+    for base in (workers[0].base_url, closed.base_url):
+        status, body = await http("POST", f"{base}/v1/feedback", label, **AUTH)
+        assert status == 403 and "PHOENIX_FEEDBACK_TOKENS is not set" in body["error"], body
 
 
 @pytest.mark.brokers("tansu", "kafka")

@@ -28,6 +28,7 @@ from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.lifecycle.evaluation import AUC_MIN_PER_CLASS
 from phoenix_stream.lifecycle.evidence import ArmSummary, PairedSummary
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
+from phoenix_stream.lifecycle.label_sources import LabelSources
 from phoenix_stream.storage.feedback import FeedbackStore
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.testing import POLL_S, consume_json, metric_reaches, metric_value
@@ -35,13 +36,17 @@ from phoenix_stream.testing import prediction_rows as stored_predictions
 from phoenix_stream.tools.worker_process import WorkerProcess
 
 NOW = time.time()
+FEEDBACK_TOKEN = "feedback-test-token-0123"
 
 # ---------------------------------------------------------------- the store, on PostgreSQL
 
 
 @pytest.fixture
 def store(sink: PredictionSink) -> FeedbackStore:
-    return FeedbackStore(sink, min_backoff_s=0.05, max_backoff_s=0.5)
+    # Kafka labels trusted: these tests check the statements' arithmetic; which sources
+    # count is test_only_trusted_sources_count.
+    trusted = LabelSources(trust_kafka=True)
+    return FeedbackStore(sink, min_backoff_s=0.05, max_backoff_s=0.5, sources=trusted)
 
 
 @pytest.fixture
@@ -119,6 +124,56 @@ async def test_old_orphans_expire_and_late_predictions_adopt_theirs(
         ("early1", False),
         ("early2", False),
     ]
+
+
+async def test_only_trusted_sources_count(sink: PredictionSink, conn: Any) -> None:
+    untrusting = FeedbackStore(sink)  # the default: HTTP labels only
+    trusting = FeedbackStore(sink, sources=LabelSources(trust_kafka=True))
+    await sink.write([prediction(f"s{i}", "1", "champion", 0.9, NOW) for i in range(6)])
+    await untrusting.write([fb("s0", 0), fb("s1", 0), fb("s2", 1)])  # from Kafka
+    await conn.execute(  # a label stored before sources were recorded
+        "INSERT INTO feedback (request_id, label, observed_at, source) "
+        "VALUES ('s3', 1, now(), 'unrecorded')"
+    )
+    assert await untrusting.evaluate("m", 100) == []
+    assert [r.n for r in await trusting.evaluate("m", 100)] == [3]
+    assert (await untrusting.arm_summaries("m", "1", "2", 0.0))["1"].n == 0
+    assert (await trusting.arm_summaries("m", "1", "2", 0.0))["1"].n == 3
+
+    # An authenticated label replaces an untrusted one; a trusted one is never replaced.
+    first = await untrusting.attach([fb("s0", 1), fb("s3", 0), fb("s4", 1)], "feedback-1", None)
+    assert (first.written, first.duplicates, first.missing) == (3, 0, [])
+    again = await untrusting.attach([fb("s4", 0)], "feedback-2", None)
+    assert (again.written, again.duplicates, again.conflicts) == (0, 1, 1)
+    # A token scoped to another model, and a request with no stored prediction.
+    refused = await untrusting.attach(
+        [fb("s5", 1), fb("nobody", 1)], "feedback-3", frozenset({"x"})
+    )
+    assert [i.request_id for i in refused.out_of_scope] == ["s5"]
+    assert [i.request_id for i in refused.missing] == ["nobody"]
+    rows = await conn.fetch("SELECT request_id, label, source FROM feedback ORDER BY request_id")
+    assert [tuple(r) for r in rows] == [
+        ("s0", 1, "http:feedback-1"),
+        ("s1", 0, "kafka"),
+        ("s2", 1, "kafka"),
+        ("s3", 0, "http:feedback-1"),
+        ("s4", 1, "http:feedback-1"),
+    ]
+    assert [r.n for r in await untrusting.evaluate("m", 100)] == [3]
+    assert trusting.sources.names == ["http", "kafka"] and untrusting.sources.names == ["http"]
+
+
+async def test_orphans_beyond_the_bound_are_refused(sink: PredictionSink, conn: Any) -> None:
+    bounded = FeedbackStore(sink, orphan_max=3)
+    await sink.write([prediction("known", "1", "champion", 0.9, NOW)])
+    report = await bounded.write([fb(f"o{i}", 1) for i in range(5)] + [fb("known", 1)])
+    assert (report.written, report.orphans) == (4, 3)
+    assert [i.request_id for i in report.overflow] == ["o3", "o4"]
+    # Full: a new orphan is refused, a label of a stored prediction is not; a repeat of a
+    # held orphan is a duplicate, not an overflow.
+    later = await bounded.write([fb("o9", 0), fb("o0", 1)])
+    assert ([i.request_id for i in later.overflow], later.duplicates) == (["o9"], 1)
+    assert await conn.fetchval("SELECT count(*) FROM feedback WHERE orphan") == 3
 
 
 def _reference(
@@ -247,8 +302,12 @@ async def test_evaluations_are_stored_about_once_per_period(
 
 @pytest.fixture(scope="module")
 async def worker(worker_factory: Any) -> WorkerProcess:
+    # Kafka labels count here (the test is their only producer), HTTP ones need a token.
     started: WorkerProcess = await worker_factory.start(
-        challenger_share=0.5, evaluation_interval_s=1.0
+        challenger_share=0.5,
+        evaluation_interval_s=1.0,
+        feedback_tokens=FEEDBACK_TOKEN,
+        trust_kafka_feedback=True,
     )
     return started
 
@@ -349,7 +408,8 @@ async def test_feedback_flows_joins_and_evaluates(
 
         async def post(body: Any) -> tuple[int, Any]:
             raw = body if isinstance(body, bytes) else orjson.dumps(body)
-            async with http.post(f"{base}/v1/feedback", data=raw) as response:
+            headers = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+            async with http.post(f"{base}/v1/feedback", data=raw, headers=headers) as response:
                 return response.status, orjson.loads(await response.read())
 
         for request_id in http_ids[:10]:
@@ -436,6 +496,7 @@ async def test_feedback_flows_joins_and_evaluates(
     assert set(labels) <= set(truth)  # every label found its prediction, late ones too
     want = _reference([dict(r) for r in joined], truth, settings.evaluation_window)
     assert report["model"] == "credit-risk" and report["window"] == settings.evaluation_window
+    assert report["label_sources"] == ["http", "kafka"]
     got = {(v["version"], v["variant"]): v for v in report["variants"]}
     # Other modules' scenarios (rollout, drift) label their own traffic in this database
     # too, with other versions and shadows: the served variants of this worker's

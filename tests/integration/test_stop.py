@@ -1,9 +1,10 @@
 """A worker stopped (SIGTERM) while feedback flows exits in bounded time and loses no label.
 
-HTTP 202 on ``/v1/feedback`` means the labels are on the ``feedback`` topic: each one must
-end up in PostgreSQL, written before the stop or read again by the next worker of the
-group (left uncommitted). Labels keep being posted while the signal arrives, so the stop
-meets the feedback agent with a batch in hand.
+HTTP 202 on ``/v1/feedback`` (with a feedback token, for stored predictions) means the
+labels are stored in PostgreSQL: each one must be there after the stop, and nothing
+answered otherwise may be. A label left unwritten on a topic would be read again by the
+next worker of the group (left uncommitted), which the test starts if one is missing.
+Labels keep being posted while the signal arrives, so the stop meets requests in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +30,24 @@ STOP_BOUND_S = 30.0
 STOP_TIMEOUT_S = 20.0
 # Generous: the machine is shared; the wait returns as soon as every label is stored.
 STORED_TIMEOUT_S = 120.0
+FEEDBACK_TOKEN = "stop-test-feedback-token"
+
+
+async def _predictions(dsn: str, run: str) -> None:
+    """Stored predictions for every id the test may label (labels attach only to those)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table(
+            "predictions",
+            records=[
+                (f"{run}-{n}-{i}", "credit-risk")
+                for n in range(MAX_POSTS)
+                for i in range(LABELS_PER_POST)
+            ],
+            columns=["request_id", "model"],
+        )
+    finally:
+        await conn.close()
 
 
 async def _post_until_refused(
@@ -44,6 +63,7 @@ async def _post_until_refused(
                 async with session.post(
                     f"{worker.base_url}/v1/feedback",
                     json=items,
+                    headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"},
                     timeout=aiohttp.ClientTimeout(total=10),
                 ) as response:
                     if response.status != 202:
@@ -71,9 +91,12 @@ async def _stored(dsn: str, run: str) -> set[str]:
 async def test_sigterm_while_feedback_flows_exits_in_time_and_keeps_every_label(
     worker_factory: Any, services: ServiceAddresses
 ) -> None:
-    worker: WorkerProcess = await worker_factory.start(stop_timeout_s=STOP_TIMEOUT_S)
+    worker: WorkerProcess = await worker_factory.start(
+        stop_timeout_s=STOP_TIMEOUT_S, feedback_tokens=FEEDBACK_TOKEN
+    )
     settings = worker.settings
     run = uuid.uuid4().hex[:8]
+    await _predictions(services.postgres_dsn, run)
     accepted: list[str] = []
     posted = asyncio.Event()
     posting = asyncio.create_task(_post_until_refused(worker, run, accepted, posted))

@@ -127,6 +127,9 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         champion_version="1",
         challenger_version="",
         admin_token=TOKEN,
+        # The scenario's simulator is the only producer on its own topics, so its Kafka
+        # labels are trusted (PHOENIX_TRUST_KAFKA_FEEDBACK; see the README's labels).
+        trust_kafka_feedback=True,
         auto_promote=True,
         auto_retrain=True,
         rollout_interval_s=1.0,

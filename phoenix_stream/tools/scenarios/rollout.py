@@ -101,6 +101,9 @@ async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path)
         champion_version=CHAMPION,
         challenger_version="",
         admin_token=TOKEN,
+        # The scenario's simulator is the only producer on its own topics, so its Kafka
+        # labels are trusted (PHOENIX_TRUST_KAFKA_FEEDBACK; see the README's labels).
+        trust_kafka_feedback=True,
         auto_promote=True,
         rollout_interval_s=1.0,
         canary_step_labels=config.step_labels,

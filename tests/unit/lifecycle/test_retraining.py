@@ -336,7 +336,8 @@ async def test_trains_registers_and_deploys_a_shadow_with_its_reasons(models_dir
     evidence = change["evidence"]
     assert evidence["trigger_id"] == "drift-1" and evidence["report"] == request().report
     assert evidence["data"] == {
-        "rows": 1500, "first_at": NOW - 599, "last_at": NOW - 1, "since": NOW - 600
+        "rows": 1500, "first_at": NOW - 599, "last_at": NOW - 1, "since": NOW - 600,
+        "label_sources": ["http"],
     }  # fmt: skip
     assert 0.5 < evidence["offline"]["roc_auc"] <= 1.0
 

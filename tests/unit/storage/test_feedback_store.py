@@ -34,6 +34,12 @@ class FakeConnection:
     def terminate(self) -> None:
         self.terminated += 1
 
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # type: ignore[return-value]
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return "SELECT 1"  # the advisory lock: nothing to script
+
 
 class FakeSink:
     """Hands out the one fake connection, wrapping driver errors as PredictionSink does."""
@@ -49,9 +55,15 @@ class FakeSink:
             raise SinkError(f"PostgreSQL failed: {exc!r}") from exc
 
 
-def all_new(request_ids: list[str], labels: list[int], times: list[float]) -> list[dict[str, Any]]:
+def all_new(request_ids: list[str], labels: list[int], times: list[float], *_: Any) -> list[Any]:
     return [
-        {"request_id": r, "inserted": True, "orphan": False, "stored_label": None}
+        {
+            "request_id": r,
+            "inserted": True,
+            "orphan": False,
+            "stored_label": None,
+            "overflow": False,
+        }
         for r in request_ids
     ]
 

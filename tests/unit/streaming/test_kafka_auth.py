@@ -94,7 +94,7 @@ def test_the_app_gets_the_credentials(tmp_path: Path) -> None:
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.mechanism.value == "SCRAM-SHA-512"
     assert app.topic_declarations.auth.username == "worker"
-    assert app.runtime.deployments._auth.username == "worker"
+    assert app.runtime.deployments._kafka_auth.username == "worker"
 
 
 @pytest.mark.parametrize(
