@@ -479,4 +479,10 @@ def _new_port(taken: set[int]) -> int:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id as Kafka makes them: 22 URL-safe base64 characters, never
+    starting with ``-`` (kafka-storage would read ``--cluster-id -x...`` as an option;
+    one id in 64 did, and the format failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -118,3 +118,17 @@ def test_cluster_url_lists_every_node() -> None:
 def test_cluster_size_is_bounded(tmp_path: Path, nodes: int) -> None:
     with pytest.raises(ServiceError, match="1 to 9 nodes"):
         KafkaClusterService(tmp_path, nodes)
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-storage reads ``--cluster-id -x...`` as an option: the format failed (CI)."""
+    import uuid
+
+    from phoenix_stream.embedded import kafka
+
+    # 0xf8 in the first byte encodes to "-" first: the first draw must be refused.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka._cluster_id()
+    assert not cluster_id.startswith("-")
+    assert len(cluster_id) == 22
