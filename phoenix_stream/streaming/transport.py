@@ -22,8 +22,11 @@ every consumer downstream is idempotent):
 - what was dropped never comes back while the partition stays: a hole below processed
   records that persists over two commits is sought back and read again.
 - it seeks from the worker's main thread into aiokafka, which lives in the consumer
-  thread and is not thread-safe: every seek is run in the consumer thread (the cause of
-  the gradual-drift scenario's stall, patch (6)).
+  thread and is not thread-safe: every seek is run in the consumer thread (a fetcher crash
+  in the gradual-drift scenario, patch (6)).
+- its table recovery reads each changelog partition up to the broker's end offset, which
+  Tansu reports short (the base of the last batch, plus one): the end is read from the
+  log instead, patch (7), and a table recovered after a restart has every write.
 
 Each patch's docstring says whether it is needed on Apache Kafka as well as on Tansu.
 The evidence is of two kinds. A unit test drives Faust's own bookkeeping into the state
@@ -50,18 +53,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
+from aiokafka import TopicPartition
 from aiokafka import errors as kafka_errors
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 
 from phoenix_stream import metrics
+from phoenix_stream.streaming.end_offsets import read_end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,40 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         await super().on_start()
         self._join_watch = asyncio.get_running_loop().create_task(self._watch_join_refusals())
 
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """Patch (7): the end offsets table recovery reads up to, read from the log.
+
+        Faust's recovery stops at ListOffsets' end, and Tansu reports the base offset
+        of the last batch plus one: the rest of the last batch of changelog records was
+        missing from every recovered table (``end_offsets`` says how it is read).
+        Needed on Kafka: no, its ends are right, and the read finds the same ends there;
+        kept on both brokers so that one code path is tested on both.
+        test_end_offsets.py shows the broker's answer and the read one on both.
+        """
+        reported = await super()._highwaters(partitions)
+        ends = await read_end_offsets(
+            {TopicPartition(tp.topic, tp.partition): end for tp, end in reported.items()},
+            self._new_tail_reader,
+        )
+        # None (no end known) passes through as Faust's own answer has it.
+        return cast(Mapping[TP, int], {TP(tp.topic, tp.partition): end for tp, end in ends.items()})
+
+    def _new_tail_reader(self) -> aiokafka.AIOKafkaConsumer:
+        # Group-less, on the worker consumer's cluster with its credentials.
+        conf = self.app.conf
+        transport = cast(Any, self.transport)
+        return aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            client_id=f"{conf.broker_client_id}-end-offsets",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=100,
+            **faust_aiokafka.credentials_to_aiokafka_auth(
+                conf.broker_credentials, conf.ssl_context
+            ),
+        )
+
     async def on_thread_stop(self) -> None:
         watch: asyncio.Task[None] | None = getattr(self, "_join_watch", None)
         if watch is not None:
@@ -171,6 +210,14 @@ async def _seek_now(thread: faust_aiokafka.AIOKafkaConsumerThread, tp: TP, offse
 
 
 class _ShortFetchConsumer(faust_aiokafka.Consumer):
+    # Per partition, (committed offset then, offset being committed) of the latest commit
+    # taken from the acked offsets (``_new_offset``).
+    _committing: dict[TP, tuple[int | None, int]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._committing = {}
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -247,6 +294,10 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
         if acked and committed is not None and min(acked) > committed:
             return None
         offset: int | None = super()._new_offset(tp)
+        if offset is not None:
+            # Faust has taken these offsets out of ``_acked``; until the commit is done,
+            # ``_committed_offset`` still says the old one (``unread_before`` reads both).
+            self._committing[tp] = (committed, offset)
         return offset
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
@@ -429,6 +480,38 @@ class ShortFetchTransport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[Any]] = _ShortFetchConsumer
     Producer: ClassVar[type[Any]] = _TrackingProducer
     fetch_max_wait_ms: int = 10
+
+
+def unread_before(app: faust.App, topic: str, partition: int, offset: int) -> list[int]:
+    """Offsets of the partition below ``offset`` that never reached an agent yet.
+
+    Offsets from the committed one (the next to read) up to ``offset`` are either
+    processed (acked, not yet committed), held by an agent (delivered, not acked), or
+    unread: a hole that ``_seek_back_over_holes`` reads again later, after the records
+    above it. A consumer whose order matters (the drift windows, which close a window
+    when later records come) asks this before acting on ``offset``. Empty when the
+    partition has no committed offset yet (nothing to compare with).
+    """
+    consumer = cast(Any, app.consumer)
+    tp = TP(topic, partition)
+    committed = consumer._committed_offset.get(tp)
+    if committed is None:
+        return []
+    # Offsets a commit in flight (waiting for the producer's flush) took from the acked
+    # ones were processed; it counts only while the committed offset is the one it
+    # started from (a seek to the broker's committed offset since voids it).
+    started_from, committing = getattr(consumer, "_committing", {}).get(tp, (None, committed))
+    if started_from == committed:
+        committed = max(committed, committing)
+    if offset <= committed:
+        return []
+    seen = set(consumer._acked.get(tp) or ())
+    seen.update(
+        message.offset
+        for message in list(consumer._unacked_messages)
+        if message.tp == tp and not message.acked and message.refcount > 0
+    )
+    return [o for o in range(committed, offset) if o not in seen]
 
 
 def kafka_producer(app: faust.App) -> aiokafka.AIOKafkaProducer:
