@@ -5,9 +5,7 @@ sends one counts record per version to ``drift-counts`` (keyed ``model/version``
 ``drift-windows`` adds the counts into the tumbling ``drift_windows`` table, one event at a
 time (Faust writes a table only inside the event's own iteration), and when an event's
 window is later than the one being filled, closes that one (and deletes it from the table):
-the monitor tests it, and the report goes to the ``drift`` topic, PostgreSQL and Prometheus
-(not while records before the event never reached the agent: a hole a rebalance or a
-restart left is read again after the records above it, and may hold the window's counts);
+the monitor tests it, and the report goes to the ``drift`` topic, PostgreSQL and Prometheus;
 an alarm asks for one retraining (``retrain`` topic, deduplicated by its trigger id) when
 ``PHOENIX_AUTO_RETRAIN`` is on. Both run under the one failure policy.
 """
@@ -37,7 +35,6 @@ from phoenix_stream.messages.requests import load_json
 from phoenix_stream.storage.drift import DriftStore
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.records import InRecord, OutRecord
-from phoenix_stream.streaming.transport import unread_before
 from phoenix_stream.tables.drift import drift_monitors, drift_windows
 
 log = logging.getLogger(__name__)
@@ -133,23 +130,7 @@ async def drift_window_agent(stream: Any) -> None:
         # collector, so a window's last counts may arrive after the next window's first:
         # a window is closed only once a full window has passed after its end.
         pending = sorted({*_starts(state.get("pending")), *_starts([state.get("open_start")])})
-        due = [s for s in pending if s + 2 * WINDOW_S <= start]
-        # Records before this one that no agent got yet (a rebalance or a restart left a
-        # hole, read again later) may hold counts of a due window: it waits for them.
-        unread = unread_before(app, record.topic, record.partition, record.offset) if due else []
-        if unread:
-            log.info(
-                "drift: %s windows %s wait: %s[%d] offsets %s (%d) never came before %d",
-                key,
-                due,
-                record.topic,
-                record.partition,
-                unread[:5],
-                len(unread),
-                record.offset,
-            )
-            due = []
-        for open_start in due:
+        for open_start in [s for s in pending if s + 2 * WINDOW_S <= start]:
             await _close(key, model, version, open_start, now, state)
             _forget(key, open_start)
             pending.remove(open_start)

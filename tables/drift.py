@@ -4,12 +4,11 @@
 seconds (Kafka timestamps of the counts records), ``{"counts": (F+1) x B ints, "n": rows}``:
 memory is windows x versions x (F+1) x B integers whatever the request rate. The agent
 deletes a window (with a changelog tombstone) once it closes it; Faust's expiry, after three
-window lengths (at least a minute) on the wall clock, only catches windows written late,
-and never those recovered from the changelog (faust #385). ``drift_monitors`` holds, per
-key, the windows not closed yet and the monitor's run of drifted windows, so that a
-restarted or rebalanced worker resumes where the previous owner stopped. Both are written
-only by the drift-windows agent, from the drift-counts topic, which is co-partitioned with
-them.
+window lengths on the wall clock, only catches windows written late, and never those
+recovered from the changelog (faust #385). ``drift_monitors`` holds, per key, the windows
+not closed yet and the monitor's run of drifted windows, so that a restarted or rebalanced
+worker resumes where the previous owner stopped. Both are written only by the drift-windows
+agent, from the drift-counts topic, which is co-partitioned with them.
 """
 
 from __future__ import annotations
@@ -19,11 +18,9 @@ from typing import Any
 
 from phoenix_stream.app import app, settings
 
-# Each window stays readable for two more window lengths, and at least a minute: the
-# agent closes a window when the first counts of a later one arrive, which may be a while
-# on a quiet model, or later still when records before those are read again (a hole a
-# restart or a rebalance left, read again after two commits).
-_EXPIRES = timedelta(seconds=max(3 * settings.drift_window_s, 60.0))
+# Each window stays readable for two more window lengths: the agent closes a window when
+# the first counts of a later one arrive, which may be a while on a quiet model.
+_EXPIRES = timedelta(seconds=3 * settings.drift_window_s)
 # Faust creates the changelogs with PHOENIX_TOPIC_REPLICATION (topic_replication_factor);
 # this gives them the same min.insync.replicas as the app's own topics.
 _CHANGELOG_CONFIGS = {"min.insync.replicas": str(settings.topic_min_insync)}

@@ -210,14 +210,6 @@ async def _seek_now(thread: faust_aiokafka.AIOKafkaConsumerThread, tp: TP, offse
 
 
 class _ShortFetchConsumer(faust_aiokafka.Consumer):
-    # Per partition, (committed offset then, offset being committed) of the latest commit
-    # taken from the acked offsets (``_new_offset``).
-    _committing: dict[TP, tuple[int | None, int]]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._committing = {}
-
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -294,10 +286,6 @@ class _ShortFetchConsumer(faust_aiokafka.Consumer):
         if acked and committed is not None and min(acked) > committed:
             return None
         offset: int | None = super()._new_offset(tp)
-        if offset is not None:
-            # Faust has taken these offsets out of ``_acked``; until the commit is done,
-            # ``_committed_offset`` still says the old one (``unread_before`` reads both).
-            self._committing[tp] = (committed, offset)
         return offset
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
@@ -480,38 +468,6 @@ class ShortFetchTransport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[Any]] = _ShortFetchConsumer
     Producer: ClassVar[type[Any]] = _TrackingProducer
     fetch_max_wait_ms: int = 10
-
-
-def unread_before(app: faust.App, topic: str, partition: int, offset: int) -> list[int]:
-    """Offsets of the partition below ``offset`` that never reached an agent yet.
-
-    Offsets from the committed one (the next to read) up to ``offset`` are either
-    processed (acked, not yet committed), held by an agent (delivered, not acked), or
-    unread: a hole that ``_seek_back_over_holes`` reads again later, after the records
-    above it. A consumer whose order matters (the drift windows, which close a window
-    when later records come) asks this before acting on ``offset``. Empty when the
-    partition has no committed offset yet (nothing to compare with).
-    """
-    consumer = cast(Any, app.consumer)
-    tp = TP(topic, partition)
-    committed = consumer._committed_offset.get(tp)
-    if committed is None:
-        return []
-    # Offsets a commit in flight (waiting for the producer's flush) took from the acked
-    # ones were processed; it counts only while the committed offset is the one it
-    # started from (a seek to the broker's committed offset since voids it).
-    started_from, committing = getattr(consumer, "_committing", {}).get(tp, (None, committed))
-    if started_from == committed:
-        committed = max(committed, committing)
-    if offset <= committed:
-        return []
-    seen = set(consumer._acked.get(tp) or ())
-    seen.update(
-        message.offset
-        for message in list(consumer._unacked_messages)
-        if message.tp == tp and not message.acked and message.refcount > 0
-    )
-    return [o for o in range(committed, offset) if o not in seen]
 
 
 def kafka_producer(app: faust.App) -> aiokafka.AIOKafkaProducer:

@@ -23,11 +23,7 @@ from mode.threads import QueueServiceThread
 from mode.utils.queues import FlowControlEvent
 
 from phoenix_stream import metrics
-from phoenix_stream.streaming.transport import (
-    _GuardedMessage,
-    _ShortFetchConsumer,
-    unread_before,
-)
+from phoenix_stream.streaming.transport import _GuardedMessage, _ShortFetchConsumer
 
 REQUESTS = TP("requests", 0)
 DEPLOYMENTS = TP("deployments", 0)
@@ -92,7 +88,6 @@ def _bare_consumer(seeks: list[Any]) -> Any:
     patched._acked = {}
     patched._committed_offset = {}
     patched._unacked_messages = set()
-    patched._committing = {}
 
     async def seek(tp: TP, offset: int) -> None:
         seeks.append((tp, offset))
@@ -357,46 +352,3 @@ async def test_seek_runs_in_the_consumer_thread() -> None:
         assert seeker == thread._thread.ident
     finally:
         await thread.stop()
-
-
-class _AppWith:
-    def __init__(self, consumer: Any) -> None:
-        self.consumer = consumer
-
-
-def test_unread_before_sees_a_hole_below_the_offset(consumer: Any) -> None:
-    app: Any = _AppWith(consumer)
-    consumer._committed_offset[REQUESTS] = 100
-    consumer._acked[REQUESTS] = [103, 104]
-    consumer._unacked_messages.add(_Message(offset=105, refcount=1))  # the batch in hand
-    # 100-102 never came: whatever an agent does at 105 runs ahead of them.
-    assert unread_before(app, "requests", 0, 105) == [100, 101, 102]
-    assert unread_before(app, "requests", 0, 101) == [100]
-    assert unread_before(app, "requests", 0, 100) == []  # nothing below the committed offset
-
-
-def test_unread_before_counts_processed_and_held_records_as_read(consumer: Any) -> None:
-    app: Any = _AppWith(consumer)
-    consumer._committed_offset[REQUESTS] = 100
-    consumer._acked[REQUESTS] = [100, 101]
-    consumer._unacked_messages.add(_Message(offset=102, refcount=1))
-    assert unread_before(app, "requests", 0, 103) == []
-    # A record whose ack was refused (skipped by Faust's stream) is unread.
-    consumer._unacked_messages.add(_Message(offset=103, refcount=0))
-    assert unread_before(app, "requests", 0, 104) == [103]
-    # A partition never committed: nothing to compare with.
-    assert unread_before(app, "requests", 1, 5000) == []
-
-
-def test_offsets_of_a_commit_in_flight_are_no_hole(stock: Any) -> None:
-    app: Any = _AppWith(stock)
-    stock._committed_offset[REQUESTS] = 100
-    _acked(stock, 100, 101, 102)
-    # Faust takes 100-102 out of the acked offsets, then waits for the producer's flush
-    # before it commits 103: meanwhile they are processed, not unread.
-    assert stock._new_offset(REQUESTS) == 103
-    assert stock._acked[REQUESTS] == []
-    assert unread_before(app, "requests", 0, 104) == [103]
-    # A seek to the broker's committed offset voids the commit in flight.
-    stock._committed_offset[REQUESTS] = 90
-    assert unread_before(app, "requests", 0, 92) == [90, 91]
