@@ -55,6 +55,7 @@ from phoenix_stream.streaming.transport import (
     consumer_flowing,
     consumer_progress,
     describe_consumer,
+    describe_fetcher,
     describe_producer,
     kafka_producer,
 )
@@ -219,6 +220,7 @@ class Runtime(Service):
         if self.stalls.check():
             log.error("producer: %s", describe_producer(self.app))
             log.error("consumer: %s", describe_consumer(self.app))
+            log.error("fetcher: %s", describe_fetcher(self.app))
             for agent, chain in self.stalls.chains().items():
                 log.error("agent %s waits at: %s", agent, " <- ".join(reversed(chain[-3:])))
             for name, chain in self.stalls.tasks_waiting_in(*_CONSUMER_FRAMES).items():

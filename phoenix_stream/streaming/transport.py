@@ -571,6 +571,44 @@ def describe_consumer(app: faust.App) -> str:
         return f"unknown ({exc!r})"
 
 
+def describe_fetcher(app: faust.App) -> str:
+    """aiokafka's fetcher state per assigned partition, for a stall's log line (never raises).
+
+    The layer under Faust's drain loop: aiokafka 0.14's ``SubscriptionState`` per
+    partition (position, status, paused, last fetched high-water mark) and its
+    ``Fetcher`` (``_records``: fetched and not yet handed to Faust, ``_in_flight``: nodes
+    with a fetch request out, whether the fetch routine task still runs). Read from the
+    main thread without a lock: a snapshot that may be a moment old, enough to tell
+    which layer holds a partition that no agent gets records of.
+    """
+    try:
+        kafka: Any = cast(Any, app.consumer)._thread._consumer
+        if kafka is None:
+            return "aiokafka consumer not started"
+        assignment = kafka._subscription.subscription.assignment
+        fetcher = kafka._fetcher
+        parts = []
+        for tp in sorted(assignment.tps):
+            state = assignment.state_value(tp)
+            position = state._position if state is not None else None
+            status = getattr(getattr(state, "_status", None), "name", "?")
+            buffered = fetcher._records.get(tp)
+            parts.append(
+                f"{tp.topic}[{tp.partition}] at {position} {status}"
+                f"{' paused' if state is not None and state.paused else ''} "
+                f"hw {getattr(state, 'highwater', None)}"
+                f"{' fetched-undelivered' if buffered is not None else ''}"
+            )
+        routine = fetcher._fetch_task
+        return (
+            f"fetch routine {'ended' if routine.done() else 'running'}; nodes in flight "
+            f"{sorted(fetcher._in_flight)}; pending tasks {len(fetcher._pending_tasks)}; "
+            + "; ".join(parts)
+        )
+    except Exception as exc:  # diagnostics only
+        return f"unknown ({exc!r})"
+
+
 def _tps(counts: dict[Any, int]) -> str:
     parts = [f"{tp.topic}[{tp.partition}]x{n}" for tp, n in sorted(counts.items())]
     return "{" + ", ".join(parts[:12]) + (", ..." if len(parts) > 12 else "") + "}"
