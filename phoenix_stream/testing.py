@@ -18,6 +18,7 @@ import aiohttp
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +40,21 @@ def covers(ids: Collection[str], field: str = "request_id") -> Callable[[JsonRec
         return wanted <= {str(r.get(field)) for r in records if isinstance(r, dict)}
 
     return _covered
+
+
+async def create_topic(
+    bootstrap: str, name: str, partitions: int, replication: int = 1, **configs: str
+) -> None:
+    """Create topic ``name`` on the broker at ``bootstrap`` (plaintext), ``configs`` its
+    topic configs; the admin client is closed whatever happens."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, partitions, replication, topic_configs=configs or None)]
+        )
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager

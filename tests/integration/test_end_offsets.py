@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.embedded.manager import ServiceAddresses
 from phoenix_stream.streaming.end_offsets import read_end_offsets
+from phoenix_stream.testing import create_topic
 
 BATCHES = 5
 RECORDS_PER_BATCH = 40
@@ -51,12 +51,7 @@ async def test_end_offsets_read_from_the_log_are_the_true_ends(
 ) -> None:
     bootstrap = _bootstrap(services)
     topic = f"end-offsets-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic, partitions=3)
     true_ends = await _produce_batches(bootstrap, topic)
     empty = TopicPartition(topic, 2)
 

@@ -17,12 +17,12 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.app import app
 from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.settings import bootstrap_servers
 from phoenix_stream.streaming.transport import track_sent_topics
+from phoenix_stream.testing import create_topic
 
 REFRESH_MS = 300  # metadata refresh period of the producers here
 TIMEOUT_S = 30.0
@@ -41,12 +41,7 @@ async def topics_known_after_a_refresh(servers: str, *, tracked: bool) -> set[st
     """Send to a topic known at start, then to a new one; which are known after a refresh."""
     run = uuid.uuid4().hex[:8]
     known, new = f"meta-{run}-known", f"meta-{run}-new"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(known, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(servers, known, partitions=2)
     producer = AIOKafkaProducer(bootstrap_servers=servers, metadata_max_age_ms=REFRESH_MS)
     if tracked:
         track_sent_topics(producer)

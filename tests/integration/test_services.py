@@ -13,7 +13,6 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.embedded import (
     ServiceAddresses,
@@ -25,6 +24,7 @@ from phoenix_stream.embedded import (
 from phoenix_stream.embedded.kafka_probe import advertised_brokers
 from phoenix_stream.embedded.redis_server import RedisService
 from phoenix_stream.exceptions import ServiceError
+from phoenix_stream.testing import create_topic
 
 
 def bootstrap(kafka_url: str) -> str:
@@ -62,12 +62,7 @@ async def test_postgres_serves_database_phoenix(services: ServiceAddresses) -> N
 async def test_broker_round_trips_one_record(services: ServiceAddresses) -> None:
     servers = bootstrap(services.kafka_url)
     topic = f"test-services-{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(servers, topic, partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=servers)
     await producer.start()
     try:
