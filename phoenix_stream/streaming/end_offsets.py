@@ -29,8 +29,9 @@ __all__ = ["READ_TIMEOUT_S", "read_end_offsets"]
 
 log = logging.getLogger(__name__)
 
-# A bound on the whole read, seconds; a recovery waits for it at most once.
-READ_TIMEOUT_S = 5.0
+# A bound on the whole read, seconds: generous for a loaded worker (past it, the short
+# ends stand), and a recovery waits for it at most once.
+READ_TIMEOUT_S = 30.0
 _POLL_MS = 200
 
 
