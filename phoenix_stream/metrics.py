@@ -128,6 +128,16 @@ HOLES_REREAD = Counter(
     "Records a rebalance left unprocessed below processed ones, sought back and read again.",
     registry=REGISTRY,
 )
+FETCH_STARVED = Counter(
+    "phoenix_consumer_fetch_starved_total",
+    "Partitions a fetch answered with no records although records waited past the position.",
+    registry=REGISTRY,
+)
+FETCH_WAIT_MS = Gauge(
+    "phoenix_consumer_fetch_wait_ms",
+    "The fetch wait the worker consumer asks for now (longer while fetches starve).",
+    registry=REGISTRY,
+)
 UNDELIVERABLE = Counter(
     "phoenix_undeliverable_total",
     "Output records the broker will never take (too large, rejected), by topic.",

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from phoenix_stream.embedded import (
     BROKER_KINDS,
@@ -27,6 +28,12 @@ from phoenix_stream.embedded import (
     start_services,
     stop_services,
 )
+
+# Property tests check what is generated, never how fast: a busy machine (CI, or a test
+# beside a busy loop) must not fail them by Hypothesis's timing checks. Tests that set
+# their own settings inherit these.
+settings.register_profile("phoenix", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("phoenix")
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 _BACKING = ("redis", "postgres")

@@ -67,6 +67,7 @@ from faust.types.tuples import ConsumerMessage
 
 from phoenix_stream import metrics
 from phoenix_stream.streaming.end_offsets import read_end_offsets
+from phoenix_stream.streaming.fetch_wait import FetchWait, PartitionAnswer
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 # logs it at most this often, seconds.
 JOIN_RETRY_S = 1.0
 JOIN_REFUSED_LOG_S = 30.0
+# A fetch that starved partitions is logged at most this often, seconds.
+STARVED_LOG_S = 30.0
 # JoinGroup errors that aiokafka 0.14 treats as fatal (it never retries them by itself).
 _JOIN_REFUSALS: tuple[type[BaseException], ...] = (
     kafka_errors.InconsistentGroupProtocolError,
@@ -126,6 +129,9 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # In the consumer thread's loop, where the aiokafka consumer and its futures live.
         await super().on_start()
         self._join_watch = asyncio.get_running_loop().create_task(self._watch_join_refusals())
+        if self._consumer is not None:
+            base_ms = cast(ShortFetchTransport, self.transport).fetch_max_wait_ms
+            adapt_fetch_wait(self._consumer._fetcher, FetchWait(base_ms))
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         """Patch (7): the end offsets table recovery reads up to, read from the log.
@@ -202,6 +208,62 @@ class _ShortFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                         self.app.conf.id,
                         self.join_refused,
                     )
+
+
+def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
+    """Patch (8): lengthen the fetch wait while the broker starves partitions.
+
+    Wraps aiokafka 0.14's ``Fetcher._proc_fetch_request`` (one fetch to one node, its
+    answer put in ``_records``); after each answer the next request's wait
+    (``_fetch_max_wait_ms``, read when the request is built) comes from ``wait``
+    (``fetch_wait`` says why). Needed on Kafka: no, Kafka sends what it has whatever the
+    wait; on Tansu under CPU contention a partition was starved for minutes without it
+    (the gradual drift scenario). Client-side and harmless where nothing starves, so on
+    both brokers. tests/unit/streaming/test_fetch_wait.py drives it with answers like
+    Tansu's; tests/integration/test_fetch_wait.py starves a partition for real on both.
+    """
+    original = fetcher._proc_fetch_request
+    last_logged = float("-inf")
+    metrics.FETCH_WAIT_MS.set(wait.current_ms)
+
+    async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
+        nonlocal last_logged
+        woke = bool(await original(assignment, node_id, request))
+        if not assignment.active:
+            return woke  # the answer was dropped: it says nothing about the broker
+        answers: dict[TopicPartition, PartitionAnswer] = {}
+        for topic, partitions in request.topics:
+            for partition, offset, _max_bytes in partitions:
+                tp = TopicPartition(topic, partition)
+                state = assignment.state_value(tp)
+                if state is None or not state.has_valid_position or state.position != offset:
+                    continue  # sought or reset meanwhile: aiokafka dropped its answer
+                answers[tp] = PartitionAnswer(offset, tp in fetcher._records, state.highwater)
+        before = wait.current_ms
+        starved = cast(list[TopicPartition], wait.after_fetch(answers))
+        fetcher._fetch_max_wait_ms = wait.current_ms
+        metrics.FETCH_WAIT_MS.set(wait.current_ms)
+        if starved:
+            metrics.FETCH_STARVED.inc(len(starved))
+            now = time.monotonic()
+            if now - last_logged >= STARVED_LOG_S:
+                last_logged = now
+                tp, answer = starved[0], answers[starved[0]]
+                log.log(
+                    logging.WARNING if wait.current_ms >= wait.max_ms else logging.INFO,
+                    "the broker answered fetches twice with no records for %d partitions "
+                    "that have some (%s[%d] at %d, high-water %s); fetch wait %d -> %d ms",
+                    len(starved),
+                    tp.topic,
+                    tp.partition,
+                    answer.offset,
+                    answer.highwater,
+                    before,
+                    wait.current_ms,
+                )
+        return woke
+
+    fetcher._proc_fetch_request = proc_fetch_request
 
 
 async def _seek_now(thread: faust_aiokafka.AIOKafkaConsumerThread, tp: TP, offset: int) -> None:
@@ -601,7 +663,8 @@ def describe_fetcher(app: faust.App) -> str:
             )
         routine = fetcher._fetch_task
         return (
-            f"fetch routine {'ended' if routine.done() else 'running'}; nodes in flight "
+            f"fetch routine {'ended' if routine.done() else 'running'}; "
+            f"fetch wait {fetcher._fetch_max_wait_ms} ms; nodes in flight "
             f"{sorted(fetcher._in_flight)}; pending tasks {len(fetcher._pending_tasks)}; "
             + "; ".join(parts)
         )
