@@ -104,7 +104,7 @@ def create_app(settings: Settings) -> PhoenixApp:
         # created by TopicDeclarations (streaming/topics.py).
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
-        # Tansu profile (DESIGN.md section 6): a short session so a worker joins in
+        # Tansu profile (docs/architecture.md section 6): a short session so a worker joins in
         # seconds, earliest offsets, no standbys, no waiting for empty streams.
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_s,

@@ -31,7 +31,7 @@ __all__ = ["DriftMonitor", "DriftRule", "trigger_id"]
 
 @dataclass(frozen=True, slots=True)
 class DriftRule:
-    """When a window drifts and when drift alarms (defaults from DESIGN.md section 5)."""
+    """When a window drifts and when drift alarms (defaults from docs/architecture.md section 5)."""
 
     alpha: float = 0.05  # family-wise level over all features and the score
     correction: Correction = "bonferroni"

@@ -1,6 +1,6 @@
 """Two-sample tests on binned counts: KS per feature, multiple-testing correction, effect floor.
 
-KS alone cries wolf on large windows (DESIGN.md section 5): at n = 100k a 0.02-sigma
+KS alone cries wolf on large windows (docs/architecture.md section 5): at n = 100k a 0.02-sigma
 shift gives p < 0.05 almost always. So a feature drifts only when its p-value passes the
 corrected threshold (Bonferroni, as alibi-detect's ``KSDrift``, or Benjamini-Hochberg)
 AND its effect size reaches a floor (KS D >= 0.1 as River's KSWIN, or a Wasserstein

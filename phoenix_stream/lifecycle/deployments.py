@@ -13,8 +13,8 @@ previous deployment serving; the board retries it and reports it in ``/ready``, 
 
 Why not a Faust GlobalTable: a table written by an agent still needs the same
 highest-generation rule, and its changelog recovery is where faust-streaming's open
-table bugs live (DESIGN.md section 5); one consumer per worker on a compacted topic is
-the same read with fewer moving parts. The audit trail (who, when, why, evidence) is
+table bugs live (docs/architecture.md section 5); one consumer per worker on a compacted
+topic is the same read with fewer moving parts. The audit trail (who, when, why, evidence) is
 written to PostgreSQL by the ``deployments`` agent.
 
 Every reader (the board and the agent) takes a record through ``read_record``: it must

@@ -34,8 +34,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # The smallest drift reference accepted. Training ships REFERENCE_SIZE (5,000) rows when it
-# has them, as DESIGN.md section 5 asks; a version retrained on fewer rows (the retraining
-# job's minimum is 2,000, of which 75 % train) still needs enough for a KS test.
+# has them (docs/architecture.md section 5); a version retrained on fewer rows (the
+# retraining job's minimum is 2,000, of which 75 % train) still needs enough for a KS test.
 MIN_REFERENCE_ROWS = 500
 # float32 rounding lets a softmax column reach 1 + a few ulps; more than this is a bug.
 _PROBABILITY_SLACK = 1e-6

@@ -2,7 +2,7 @@
 
 Faust restarts a crashed agent but never redelivers the events it held, so one bad
 record would park its partition until a rebalance replays it into the same crash
-(DESIGN.md section 7). Every agent therefore hands its batches to ``FailurePolicy.run``:
+(docs/architecture.md section 7). Every agent therefore hands its batches to ``FailurePolicy.run``:
 
 - an **outage** (``is_transient``: Redis, PostgreSQL or Kafka unreachable) retries the
   whole batch with capped, jittered backoff; it never dead-letters data;

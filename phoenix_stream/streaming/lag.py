@@ -12,7 +12,7 @@ broker holds it, high-water mark minus log start offset.
 Whether the broker's end offsets can be believed is decided by its identity (``trust``):
 Apache Kafka names its cluster with a 22-character URL-safe base64 UUID in every
 Metadata answer; the embedded Tansu broker answers ``tansu_cluster`` and its end
-offsets are wrong (DESIGN.md section 6), so its lag is not reported at all.
+offsets are wrong (docs/architecture.md section 6), so its lag is not reported at all.
 """
 
 from __future__ import annotations

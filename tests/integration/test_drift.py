@@ -1,5 +1,5 @@
 """Drift on real workers: verdicts and one alarm per trigger, windows kept across a restart
-and a rebalance, and windowed-table memory that stays bounded (DESIGN.md section 5;
+and a rebalance, and windowed-table memory that stays bounded (docs/architecture.md section 5;
 faust-streaming #193 windows lost on worker death, #385 windows never expire after recovery).
 
 Each test streams loan requests at a steady rate into its own worker group, from the
