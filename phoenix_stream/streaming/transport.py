@@ -251,9 +251,10 @@ def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
                 tp, answer = starved[0], answers[starved[0]]
                 log.log(
                     logging.WARNING if wait.current_ms >= wait.max_ms else logging.INFO,
-                    "the broker answered fetches twice with no records for %d partitions "
-                    "that have some (%s[%d] at %d, high-water %s); fetch wait %d -> %d ms",
+                    "the broker answered fetches twice with no records for %d partition%s "
+                    "with records waiting (%s[%d] at %d, high-water %s); fetch wait %d -> %d ms",
                     len(starved),
+                    "" if len(starved) == 1 else "s",
                     tp.topic,
                     tp.partition,
                     answer.offset,
