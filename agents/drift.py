@@ -31,7 +31,7 @@ from phoenix_stream.drift.monitor import DriftMonitor
 from phoenix_stream.drift.report import DriftReport
 from phoenix_stream.exceptions import ShuttingDown, ValidationError
 from phoenix_stream.lifecycle.retraining import RetrainRequest
-from phoenix_stream.messages.requests import load_json
+from phoenix_stream.messages.validation import load_json
 from phoenix_stream.storage.drift import DriftStore
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.records import InRecord, OutRecord

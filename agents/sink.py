@@ -17,7 +17,7 @@ from typing import Any
 
 from phoenix_stream import metrics
 from phoenix_stream.app import app, settings, stored_predictions_topic
-from phoenix_stream.messages.requests import load_json
+from phoenix_stream.messages.validation import load_json
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.records import InRecord, OutRecord
 

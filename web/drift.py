@@ -17,7 +17,7 @@ from faust import web
 
 from phoenix_stream.app import app
 from phoenix_stream.exceptions import SinkError, ValidationError
-from phoenix_stream.messages.requests import shorten
+from phoenix_stream.messages.validation import shorten
 from phoenix_stream.storage.drift import DriftStore
 from phoenix_stream.web.responses import json_error, json_errors, json_response
 

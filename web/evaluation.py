@@ -15,7 +15,7 @@ from faust import web
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import SinkError
 from phoenix_stream.lifecycle import evaluation
-from phoenix_stream.messages.requests import shorten
+from phoenix_stream.messages.validation import shorten
 from phoenix_stream.web.responses import json_error, json_errors, json_response
 
 

@@ -25,7 +25,7 @@ from phoenix_stream.app import app, settings
 from phoenix_stream.credentials import FEEDBACK, Principal
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, parse_feedback
-from phoenix_stream.messages.requests import shorten
+from phoenix_stream.messages.validation import shorten
 from phoenix_stream.storage.feedback import FeedbackReport
 from phoenix_stream.web.auth import authenticate
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json

@@ -21,8 +21,8 @@ from phoenix_stream.exceptions import (
     ShuttingDown,
     ValidationError,
 )
-from phoenix_stream.messages.requests import load_json, shorten
 from phoenix_stream.messages.text import UnstorableText
+from phoenix_stream.messages.validation import load_json, shorten
 
 JSON = "application/json"
 RETRY_AFTER_S = 1  # seconds an overloaded worker asks a client to wait

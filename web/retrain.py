@@ -22,7 +22,7 @@ from faust import web
 from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import DeliveryTimeout, ProduceError, ShuttingDown, ValidationError
 from phoenix_stream.lifecycle.retraining import RetrainRequest, parse_request
-from phoenix_stream.messages.requests import shorten
+from phoenix_stream.messages.validation import shorten
 from phoenix_stream.streaming.records import OutRecord
 from phoenix_stream.web.deployments import admin_actor, refuse_unless_admin
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json

@@ -22,8 +22,8 @@ import orjson
 from phoenix_stream.drift.histograms import SCORE
 from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.requests import load_json
 from phoenix_stream.messages.text import UnstorableText
+from phoenix_stream.messages.validation import load_json
 from phoenix_stream.serving.registry import is_identifier
 from phoenix_stream.serving.router import CHAMPION
 

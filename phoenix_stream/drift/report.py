@@ -14,8 +14,8 @@ from typing import Any, Literal, get_args
 import orjson
 
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.requests import load_json
 from phoenix_stream.messages.text import UnstorableText
+from phoenix_stream.messages.validation import load_json
 from phoenix_stream.serving.registry import is_identifier
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from phoenix_stream.exceptions import ConfigError, Unauthenticated, ValidationError
-from phoenix_stream.messages.requests import load_json, shorten
+from phoenix_stream.messages.validation import load_json, shorten
 from phoenix_stream.settings import ENV, Settings
 
 __all__ = ["AUTH_FIELD", "KIND", "ControlAuth", "canonical"]

@@ -44,8 +44,8 @@ from mode import Service
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import Unauthenticated, UnknownModelError, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.messages.requests import load_json
 from phoenix_stream.messages.text import UnstorableText
+from phoenix_stream.messages.validation import load_json
 from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.registry import ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment

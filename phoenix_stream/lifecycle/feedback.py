@@ -17,8 +17,14 @@ from typing import Any
 import orjson
 
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.requests import MAX_ID_LENGTH, SENT_AT_RANGE, load_json, shorten
-from phoenix_stream.messages.text import UnstorableText, unstorable_field
+from phoenix_stream.messages.validation import (
+    EPOCH_RANGE,
+    Envelope,
+    decode_items,
+    identifier,
+    kind_of,
+    shorten,
+)
 
 __all__ = [
     "FIELDS",
@@ -31,10 +37,7 @@ __all__ = [
 ]
 
 FIELDS = frozenset({"request_id", "label", "observed_at"})
-OBSERVED_AT_RANGE = SENT_AT_RANGE
-"""Accepted ``observed_at``, epoch seconds (2000-01-01 to 2100-01-01 UTC): milliseconds
-by mistake land far beyond and are refused, not stored as the year 55,000."""
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+OBSERVED_AT_RANGE = EPOCH_RANGE  # accepted ``observed_at``, epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,13 @@ class RejectedFeedback:
 DecodedFeedback = ParsedFeedback | RejectedFeedback
 
 
+_ENVELOPE = Envelope(
+    invalid_kind="invalid_feedback",
+    empty="empty list",
+    over_limit="list holds {count} items, over the limit of {limit}",
+)
+
+
 def decode_feedback(
     raw: bytes | None, *, now: float, max_bytes: int, max_batch: int
 ) -> list[DecodedFeedback]:
@@ -74,51 +84,14 @@ def decode_feedback(
 
     ``now`` (epoch seconds) is the ``observed_at`` of items that give none.
     """
-    if raw is None:
-        return [RejectedFeedback("invalid_json", "record has no value", None, b"", None)]
-    if len(raw) > max_bytes:
-        message = f"record is {len(raw)} bytes, over the limit of {max_bytes}"
-        return [RejectedFeedback("too_large", message, None, raw, None)]
-    unstorable = False  # a string somewhere holds NUL: check each item for it
-    try:
-        payload = load_json(raw)
-    except UnstorableText as exc:
-        if not isinstance(exc.payload, list):
-            return [RejectedFeedback("invalid_feedback", str(exc), exc.field, raw, None)]
-        payload, unstorable = exc.payload, True
-    except ValueError as exc:
-        return [RejectedFeedback("invalid_json", f"invalid JSON: {exc}", None, raw, None)]
-    if isinstance(payload, list):
-        if not payload:
-            return [RejectedFeedback("invalid_feedback", "empty list", None, raw, None)]
-        if len(payload) > max_batch:
-            message = f"list holds {len(payload)} items, over the limit of {max_batch}"
-            return [RejectedFeedback("batch_too_large", message, None, raw, None)]
-        return [
-            _decode_item(item, index, raw, now, unstorable) for index, item in enumerate(payload)
-        ]
-    return [_decode_item(payload, None, raw, now)]
-
-
-def _decode_item(
-    item: Any, index: int | None, record: bytes, now: float, check_text: bool = False
-) -> DecodedFeedback:
-    try:
-        found = unstorable_field(item) if check_text else None
-        if found is not None:
-            raise ValidationError(shorten(found[0], 200), found[1])
-        return parse_feedback(item, now=now, batch_index=index)
-    except ValidationError as exc:
-        original = record if index is None else _item_bytes(item, record)
-        return RejectedFeedback("invalid_feedback", str(exc), exc.field, original, index)
-
-
-def _item_bytes(item: Any, record: bytes) -> bytes:
-    """``item`` re-encoded, or the whole ``record`` if orjson cannot encode it (too deep)."""
-    try:
-        return orjson.dumps(item)
-    except orjson.JSONEncodeError:
-        return record
+    return decode_items(
+        raw,
+        max_bytes=max_bytes,
+        max_batch=max_batch,
+        envelope=_ENVELOPE,
+        parse=lambda item, index: parse_feedback(item, now=now, batch_index=index),
+        reject=RejectedFeedback,
+    )
 
 
 def parse_feedback(item: Any, *, now: float, batch_index: int | None = None) -> ParsedFeedback:
@@ -128,8 +101,8 @@ def parse_feedback(item: Any, *, now: float, batch_index: int | None = None) -> 
     requests allow); ``label`` is the integer 0 or 1 (not a boolean, not 1.0).
     """
     if not isinstance(item, dict):
-        raise ValidationError("$", f"feedback must be a JSON object, not {_kind(item)}")
-    request_id = _request_id(item.get("request_id"))
+        raise ValidationError("$", f"feedback must be a JSON object, not {kind_of(item)}")
+    request_id = identifier("request_id", item.get("request_id"), forbid_nul=True)
     label = item.get("label")
     if label is None:
         raise ValidationError("label", "is required")
@@ -142,40 +115,13 @@ def parse_feedback(item: Any, *, now: float, batch_index: int | None = None) -> 
     return ParsedFeedback(request_id, label, observed, batch_index)
 
 
-def _request_id(value: Any) -> str:
-    if value is None:
-        raise ValidationError("request_id", "is required")
-    if type(value) is int:
-        if not _INT64_MIN <= value <= _UINT64_MAX:
-            raise ValidationError("request_id", "an integer id must fit in 64 bits")
-        return str(value)
-    if type(value) is not str:
-        raise ValidationError(
-            "request_id", f"must be a string or a 64-bit integer, not {_kind(value)}"
-        )
-    if not 0 < len(value) <= MAX_ID_LENGTH:
-        raise ValidationError(
-            "request_id", f"must be 1 to {MAX_ID_LENGTH} characters, not {len(value)}"
-        )
-    # PostgreSQL text holds neither NUL nor a lone surrogate: refuse them here, by name.
-    if "\x00" in value:
-        raise ValidationError("request_id", "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(
-            "request_id", "must be valid Unicode (it holds a lone surrogate)"
-        ) from None
-    return value
-
-
 def _observed_at(value: Any) -> float:
     if type(value) is int:
         number = float(value) if abs(value) < 2**63 else float("inf")
     elif type(value) is float:
         number = value
     else:
-        raise ValidationError("observed_at", f"must be a number, not {_kind(value)}")
+        raise ValidationError("observed_at", f"must be a number, not {kind_of(value)}")
     low, high = OBSERVED_AT_RANGE
     if not low <= number <= high:  # also NaN and infinities
         raise ValidationError(
@@ -194,17 +140,4 @@ def _shown(value: Any) -> str:
         return str(value) if -(10**20) < value < 10**20 else "a large integer"
     if type(value) is float:
         return repr(value)
-    return _kind(value)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
+    return kind_of(value)

@@ -50,8 +50,8 @@ from phoenix_stream import metrics
 from phoenix_stream.exceptions import PhoenixError, Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
-from phoenix_stream.messages.requests import SENT_AT_RANGE, load_json, shorten
 from phoenix_stream.messages.text import UnstorableText
+from phoenix_stream.messages.validation import EPOCH_RANGE, load_json, shorten
 from phoenix_stream.serving.registration import RegistrationError, register_version
 from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment
@@ -219,7 +219,7 @@ def parse_request(data: Any) -> RetrainRequest:
 
 
 def _epoch(value: Any, field: str) -> float:
-    low, high = SENT_AT_RANGE
+    low, high = EPOCH_RANGE
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)

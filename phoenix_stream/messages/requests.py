@@ -9,26 +9,28 @@ where a ``faust.Record`` with ``validation=True`` costs about 9 us.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.text import NUL_ESCAPE, UnstorableText, unstorable_field
+from phoenix_stream.messages.validation import (
+    EPOCH_RANGE,
+    MAX_ID_LENGTH,
+    Envelope,
+    check_name,
+    decode_items,
+    identifier,
+    item_bytes,
+    kind_of,
+    shorten,
+)
 
-MAX_ID_LENGTH = 256  # characters of request_id and entity_id
 MAX_NAME_LENGTH = 128  # characters of a model name or a feature name
 MAX_FEATURES = 256  # features in one request
 FLOAT32_MAX = 3.4028234663852886e38  # the model casts features to float32
-SENT_AT_RANGE = (946_684_800.0, 4_102_444_800.0)  # epoch seconds: 2000-01-01 to 2100-01-01
-LENIENT_MAX_DEPTH = 64  # nesting the json fallback may parse (orjson's own limit is 1024)
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-_SHOWN = 64  # characters of client text quoted in an error message
+SENT_AT_RANGE = EPOCH_RANGE  # epoch seconds: 2000-01-01 to 2100-01-01
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class ParsedRequest:
         """What a dead letter should carry: the record, or this item of a batch record."""
         if self.batch_index is None:
             return record
-        return _item_bytes(self.item, record)
+        return item_bytes(self.item, record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,13 @@ class RejectedRequest:
 Decoded = ParsedRequest | RejectedRequest
 
 
+_ENVELOPE = Envelope(
+    invalid_kind="invalid_request",
+    empty="empty batch",
+    over_limit="batch holds {count} requests, over the limit of {limit}",
+)
+
+
 def decode_record(
     raw: bytes | None,
     *,
@@ -78,138 +87,8 @@ def decode_record(
     ``id_factory`` (a zero-argument callable) makes ids for requests without one when
     ``require_request_id`` is False (the HTTP view).
     """
-    if raw is None:
-        return [RejectedRequest("invalid_json", "record has no value", None, b"", None)]
-    if len(raw) > max_bytes:
-        message = f"record is {len(raw)} bytes, over the limit of {max_bytes}"
-        return [RejectedRequest("too_large", message, None, raw, None)]
-    unstorable = False  # a string somewhere holds NUL: check each batch item for it
-    try:
-        payload = load_json(raw)
-    except UnstorableText as exc:
-        if not isinstance(exc.payload, list):
-            return [RejectedRequest("invalid_request", str(exc), exc.field, raw, None)]
-        payload, unstorable = exc.payload, True
-    except ValueError as exc:
-        return [RejectedRequest("invalid_json", f"invalid JSON: {exc}", None, raw, None)]
-    if isinstance(payload, list):
-        if not payload:
-            return [RejectedRequest("invalid_request", "empty batch", None, raw, None)]
-        if len(payload) > max_batch:
-            message = f"batch holds {len(payload)} requests, over the limit of {max_batch}"
-            return [RejectedRequest("batch_too_large", message, None, raw, None)]
-        decoded: list[Decoded] = []
-        for index, item in enumerate(payload):
-            rejected = _unstorable_item(item, index, raw) if unstorable else None
-            decoded.append(
-                rejected
-                or _decode_item(item, index, raw, default_model, require_request_id, id_factory)
-            )
-        return decoded
-    return [_decode_item(payload, None, raw, default_model, require_request_id, id_factory)]
 
-
-def load_json(raw: bytes) -> Any:
-    """Decode JSON; raises only ``ValueError`` (with the parser's message) if it is not JSON.
-
-    ``NaN``, ``Infinity`` and numbers beyond float range are let through here (as float
-    NaN and infinities) so that validation can name the field that holds one. Strings
-    are always valid Unicode: a lone surrogate escape is invalid JSON. A string (key or
-    value) holding NUL raises ``UnstorableText`` (a ValidationError and a ValueError)
-    naming its field: PostgreSQL could not store it (``messages.text``).
-    """
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        payload = _lenient_loads(raw)
-        if payload is _INVALID:
-            raise ValueError(shorten(str(exc), 200)) from exc
-    # The byte scan is cheap; the walk runs only for the rare record that has the escape.
-    if NUL_ESCAPE in raw:
-        found = unstorable_field(payload)
-        if found is not None:
-            raise UnstorableText(shorten(found[0], 200), found[1], payload)
-    return payload
-
-
-_INVALID = object()
-# A string, or an unterminated one up to the end: always matching keeps ``sub`` linear
-# (a pattern that can fail would be retried from every later quote: quadratic).
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-
-
-def _lenient_loads(raw: bytes) -> Any:
-    """Python's parser, for what orjson refuses but validation should name; or _INVALID.
-
-    Bounded on purpose: strict UTF-8 (``json.loads`` of bytes would guess UTF-16/32),
-    nesting checked before its recursive parser runs, integers beyond 64 bits read as
-    floats like orjson does (which also avoids ``int()``'s 4300-digit limit).
-    """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return _INVALID
-    if _deeper_than(text, LENIENT_MAX_DEPTH):
-        return _INVALID
-    try:
-        payload = json.loads(text, parse_int=_int_or_float)
-        if "\\u" in text:
-            # A "\ud800" escape decodes to a str that cannot be encoded: refuse it here,
-            # as orjson does, so that no decoded string can break an encoder later.
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    except ValueError:  # JSONDecodeError and UnicodeEncodeError are ValueErrors
-        return _INVALID
-    return payload
-
-
-def _deeper_than(text: str, limit: int) -> bool:
-    """Whether arrays and objects in ``text`` nest deeper than ``limit`` levels."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    for char in _NOT_BRACKET.sub("", _STRING.sub("", text)):
-        depth += 1 if char in "[{" else -1
-        if depth > limit:
-            return True
-    return False
-
-
-def _int_or_float(digits: str) -> int | float:
-    if len(digits) <= 20:  # "-9223372036854775808" and "18446744073709551615"
-        number = int(digits)
-        if _INT64_MIN <= number <= _UINT64_MAX:
-            return number
-    return float(digits)  # inf beyond float range; validation names the field
-
-
-def _item_bytes(item: Any, record: bytes) -> bytes:
-    """``item`` re-encoded, or the whole ``record`` if orjson cannot encode it (too deep)."""
-    try:
-        return orjson.dumps(item)
-    except orjson.JSONEncodeError:
-        return record
-
-
-def _unstorable_item(item: Any, index: int, record: bytes) -> RejectedRequest | None:
-    """The rejection of a batch item holding text PostgreSQL cannot store, or None."""
-    found = unstorable_field(item)
-    if found is None:
-        return None
-    field, reason = shorten(found[0], 200), found[1]
-    original = _item_bytes(item, record)
-    return RejectedRequest("invalid_request", f"{field}: {reason}", field, original, index)
-
-
-def _decode_item(
-    item: Any,
-    index: int | None,
-    record: bytes,
-    default_model: str,
-    require_request_id: bool,
-    id_factory: Any,
-) -> Decoded:
-    try:
+    def parse(item: Any, index: int | None) -> ParsedRequest:
         return parse_request(
             item,
             default_model=default_model,
@@ -217,9 +96,15 @@ def _decode_item(
             require_request_id=require_request_id,
             id_factory=id_factory,
         )
-    except ValidationError as exc:
-        original = record if index is None else _item_bytes(item, record)
-        return RejectedRequest("invalid_request", str(exc), exc.field, original, index)
+
+    return decode_items(
+        raw,
+        max_bytes=max_bytes,
+        max_batch=max_batch,
+        envelope=_ENVELOPE,
+        parse=parse,
+        reject=RejectedRequest,
+    )
 
 
 def parse_request(
@@ -232,7 +117,7 @@ def parse_request(
 ) -> ParsedRequest:
     """Validate one decoded JSON request; raises ``ValidationError`` naming the field."""
     if not isinstance(item, dict):
-        raise ValidationError("$", f"a request must be a JSON object, not {_kind(item)}")
+        raise ValidationError("$", f"a request must be a JSON object, not {kind_of(item)}")
     request_id = item.get("request_id")
     if request_id is None and not require_request_id and id_factory is not None:
         request_id = id_factory()
@@ -242,14 +127,14 @@ def parse_request(
     if not (
         type(request_id) is str and 0 < len(request_id) <= MAX_ID_LENGTH and request_id.isascii()
     ):
-        request_id = _identifier("request_id", request_id)
+        request_id = identifier("request_id", request_id)
     if not (type(entity_id) is str and 0 < len(entity_id) <= MAX_ID_LENGTH and entity_id.isascii()):
-        entity_id = _identifier("entity_id", entity_id)
+        entity_id = identifier("entity_id", entity_id)
     model = item.get("model")
     if model is None:
         model = default_model
     elif not (type(model) is str and 0 < len(model) <= MAX_NAME_LENGTH and model.isascii()):
-        model = _name("model", model, MAX_NAME_LENGTH)
+        model = check_name("model", model, MAX_NAME_LENGTH)
     features = item.get("features")
     if features is not None:
         features = _features(features)
@@ -266,34 +151,12 @@ def parse_request(
 _FIELDS = frozenset({"request_id", "entity_id", "model", "features", "sent_at"})
 
 
-def _identifier(field: str, value: Any) -> str:
-    if value is None:
-        raise ValidationError(field, "is required")
-    if type(value) is int:
-        if not _INT64_MIN <= value <= _UINT64_MAX:
-            raise ValidationError(field, "an integer id must fit in 64 bits")
-        return str(value)
-    if type(value) is not str:
-        raise ValidationError(field, f"must be a string or a 64-bit integer, not {_kind(value)}")
-    return _name(field, value, MAX_ID_LENGTH)
-
-
-def _name(field: str, value: Any, limit: int) -> str:
-    if type(value) is not str:
-        raise ValidationError(field, f"must be a string, not {_kind(value)}")
-    if not 0 < len(value) <= limit:
-        raise ValidationError(field, f"must be 1 to {limit} characters, not {len(value)}")
-    if not _encodable(value):
-        raise ValidationError(field, "must be valid Unicode (it holds a lone surrogate)")
-    return value
-
-
 _ONLY_FLOAT = frozenset({float})
 
 
 def _features(value: Any) -> Mapping[str, float]:
     if not isinstance(value, dict):
-        raise ValidationError("features", f"must be an object of numbers, not {_kind(value)}")
+        raise ValidationError("features", f"must be an object of numbers, not {kind_of(value)}")
     if len(value) > MAX_FEATURES:
         raise ValidationError(
             "features", f"holds {len(value)} features, over the limit of {MAX_FEATURES}"
@@ -310,7 +173,7 @@ def _features(value: Any) -> Mapping[str, float]:
     out: dict[str, float] = {}
     for name, number in value.items():
         if name not in _CHECKED_NAMES:
-            _name(_feature_field(name), name, MAX_NAME_LENGTH)
+            check_name(_feature_field(name), name, MAX_NAME_LENGTH)
             if len(_CHECKED_NAMES) < _CHECKED_NAMES_MAX:
                 _CHECKED_NAMES.add(name)
         if type(number) is int and -FLOAT32_MAX <= number <= FLOAT32_MAX:
@@ -324,7 +187,7 @@ def _feature_field(name: Any) -> str:
     return f"features.{shorten(str(name))}"
 
 
-# Feature names that passed _name once: a set lookup is the cheapest re-check (about
+# Feature names that passed check_name once: a set lookup is the cheapest re-check (about
 # 50 ns for ten names, where checking lengths and ASCII costs 800 ns). Bounded, so a
 # client sending ever new names cannot grow it; names beyond it are checked each time.
 _CHECKED_NAMES: set[str] = set()
@@ -341,7 +204,7 @@ def _number(field: str, value: Any) -> float:
             raise ValidationError(field, f"must be within float32 range (±{FLOAT32_MAX:.8g})")
         number = float(value)
     else:
-        raise ValidationError(field, f"must be a number, not {_kind(value)}")
+        raise ValidationError(field, f"must be a number, not {kind_of(value)}")
     if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
         if math.isnan(number) or math.isinf(number):
             raise ValidationError(field, "must be a finite number")
@@ -357,31 +220,3 @@ def _sent_at(value: Any) -> float:
             "sent_at", f"must be epoch seconds between {low:.0f} and {high:.0f}, not {number:.6g}"
         )
     return number
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def shorten(text: str, limit: int = _SHOWN) -> str:
-    """``text`` cut to ``limit`` characters, lone surrogates escaped: safe in any error."""
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)

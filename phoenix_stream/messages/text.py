@@ -3,7 +3,7 @@
 PostgreSQL ``text`` (and ``jsonb``, keys and values) cannot hold the NUL character, nor
 a lone surrogate (it is not UTF-8). JSON can carry both (``"\\u0000"``, ``"\\ud800"``), so
 a record could be predicted on Kafka and only then be refused by the sink: the topic and
-the table would disagree. ``load_json`` (``messages.requests``) refuses lone surrogates as
+the table would disagree. ``load_json`` (``messages.validation``) refuses lone surrogates as
 invalid JSON and calls :func:`unstorable_field` when the raw bytes hold a NUL escape, so
 every decoder refuses such text where it enters, naming the field.
 """

@@ -19,7 +19,7 @@ from aiohttp import web as aiohttp_web
 from aiohttp.http_exceptions import ContentEncodingError
 
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.requests import shorten
+from phoenix_stream.messages.validation import shorten
 from phoenix_stream.web.responses import json_error
 from phoenix_stream.webserver.headers import header_text
 

@@ -34,7 +34,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from aiohttp.web_server import Server
 
-from phoenix_stream.messages.requests import shorten
+from phoenix_stream.messages.validation import shorten
 
 log = logging.getLogger(__name__)
 

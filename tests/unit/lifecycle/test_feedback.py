@@ -19,7 +19,8 @@ from phoenix_stream.lifecycle.feedback import (
     decode_feedback,
     parse_feedback,
 )
-from phoenix_stream.messages.requests import MAX_ID_LENGTH, load_json
+from phoenix_stream.messages.requests import MAX_ID_LENGTH
+from phoenix_stream.messages.validation import load_json
 
 NOW = 1_750_000_000.0
 MAX_BYTES = 100_000

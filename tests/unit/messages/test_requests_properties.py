@@ -26,9 +26,9 @@ from phoenix_stream.messages.requests import (
     ParsedRequest,
     RejectedRequest,
     decode_record,
-    load_json,
     parse_request,
 )
+from phoenix_stream.messages.validation import load_json
 
 MAX_BYTES = 200_000
 KINDS = {"invalid_json", "invalid_request", "too_large", "batch_too_large"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from phoenix_stream.messages.requests import load_json
 from phoenix_stream.messages.text import UnstorableText, unstorable_field
+from phoenix_stream.messages.validation import load_json
 
 
 def test_the_first_unstorable_string_is_named_by_its_path() -> None:
