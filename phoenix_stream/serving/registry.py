@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -55,15 +56,61 @@ def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], whe
         raise ModelLoadError(f"{where}.{key}: expected {kind}, got a boolean")
     if not isinstance(value, kind):
         raise ModelLoadError(f"{where}.{key}: expected {kind}, got {type(value).__name__}")
+    if isinstance(value, str) and not _encodable(value):
+        raise ModelLoadError(f"{where}.{key}: must be valid Unicode text")
     return value
 
 
 def _number(data: Mapping[str, Any], key: str, where: str) -> float:
     """A finite int or float field (ints stay ints, so counts round-trip unchanged)."""
     value: float = _field(data, key, (int, float), where)
-    if not math.isfinite(value):
-        raise ModelLoadError(f"{where}.{key}: must be finite, got {value}")
+    problem = _unwritable_number(value)
+    if problem is not None:
+        raise ModelLoadError(f"{where}.{key}: {problem}")
     return value
+
+
+_FLOAT_MAX = sys.float_info.max
+
+
+def _unwritable_number(value: float) -> str | None:
+    """Why the manifest could not be written back with ``value`` as read, or None.
+
+    ``json.loads`` reads ``Infinity`` and integers of any size; JSON cannot write the
+    first, orjson no integer beyond 64 bits, and ``float()`` of a 400-digit one raises.
+    """
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**64 else "an integer must fit in 64 bits"
+    return None if math.isfinite(value) else f"must be finite, got {value}"
+
+
+def _training(data: Mapping[Any, Any], where: str) -> dict[str, int | float | str]:
+    """The ``training`` record: names to text, finite numbers or 64-bit integers only, so
+    that the manifest written back is the manifest read (JSON has no infinity, orjson no
+    integer beyond 64 bits, UTF-8 no lone surrogate)."""
+    out: dict[str, int | float | str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not _encodable(key):
+            raise ModelLoadError(f"{where}: a key is not valid text")
+        if isinstance(value, str):
+            if not _encodable(value):
+                raise ModelLoadError(f"{where}.{key}: must be valid Unicode text")
+        elif not isinstance(value, int | float):  # bool is an int: true/false round-trip
+            raise ModelLoadError(
+                f"{where}.{key}: expected text or a number, got {type(value).__name__}"
+            )
+        elif (problem := _unwritable_number(value)) is not None:
+            raise ModelLoadError(f"{where}.{key}: {problem}")
+        out[key] = value
+    return out
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -186,8 +233,14 @@ class Manifest:
                 isinstance(v, int | float) and not isinstance(v, bool) for v in values
             ):
                 raise ModelLoadError(f"{origin}.reference.{key}: expected a list of numbers")
+            # Kept as floats: float() of a 400-digit integer raises, and JSON cannot write
+            # NaN or an infinity back (json.loads reads both).
+            if not all(-_FLOAT_MAX <= v <= _FLOAT_MAX for v in values):
+                raise ModelLoadError(
+                    f"{origin}.reference: non-finite values (NaN or inf) in [{key!r}]"
+                )
             reference[key] = tuple(float(v) for v in values)
-        training = _field(data, "training", dict, origin)
+        training = _training(_field(data, "training", dict, origin), f"{origin}.training")
 
         return cls(
             name=_field(data, "name", str, origin),
@@ -201,7 +254,7 @@ class Manifest:
             onnx_parity_max_abs_diff=_number(data, "onnx_parity_max_abs_diff", origin),
             data_hash=_field(data, "data_hash", str, origin),
             reference=reference,
-            training=dict(training),
+            training=training,
         )
 
     @classmethod

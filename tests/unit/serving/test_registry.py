@@ -90,6 +90,20 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
         (_set(("metrics", "roc_auc"), "high"), "metrics.roc_auc"),
         (_set(("reference", "no_such_feature"), [1.0]), "'no_such_feature' is not a feature"),
         (_set(("reference", "age"), ["x"]), "reference.age"),
+        # What json.loads reads but the manifest could not be written back with (found by
+        # tests/fuzz: each raised TypeError or OverflowError instead of naming the field).
+        (_set(("metrics", "roc_auc"), 2**70), "metrics.roc_auc: an integer must fit"),
+        (_set(("features", 2, "default"), 10**400), r"features\[2\].default: an integer"),
+        (_set(("reference", "age"), [10**400]), r"non-finite values \(NaN or inf\) in \['age'\]"),
+        (
+            _set(("reference", "age"), [float("nan")]),
+            r"non-finite values \(NaN or inf\) in \['age'\]",
+        ),
+        (_set(("algorithm",), "\ud800"), "algorithm: must be valid Unicode"),
+        (_set(("training", "kind"), float("inf")), "training.kind: must be finite"),
+        (_set(("training", "n_rows"), 2**64), "training.n_rows: an integer must fit"),
+        (_set(("training", "note"), "\udfff"), "training.note: must be valid Unicode"),
+        (_set(("training", "nested"), {"a": 1}), "training.nested: expected text or a number"),
     ],
 )
 def test_manifest_errors_name_the_field(
