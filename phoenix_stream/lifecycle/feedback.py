@@ -20,6 +20,7 @@ from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.validation import (
     EPOCH_RANGE,
     Envelope,
+    Rejected,
     decode_items,
     identifier,
     kind_of,
@@ -56,15 +57,13 @@ class ParsedFeedback:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RejectedFeedback:
-    """A feedback item (or a whole record) that failed; carries what a dead letter needs."""
+class RejectedFeedback(Rejected):
+    """A feedback item (or a whole record) that failed.
 
-    kind: str  # invalid_json | too_large | batch_too_large | invalid_feedback
-    error: str
-    field: str | None
-    original: bytes  # the whole record, or this item re-encoded when inside a list
-    batch_index: int | None
+    Kinds: invalid_json, too_large, batch_too_large, invalid_feedback.
+    """
+
+    __slots__ = ()
 
 
 DecodedFeedback = ParsedFeedback | RejectedFeedback
@@ -89,8 +88,8 @@ def decode_feedback(
         max_bytes=max_bytes,
         max_batch=max_batch,
         envelope=_ENVELOPE,
-        parse=lambda item, index: parse_feedback(item, now=now, batch_index=index),
         reject=RejectedFeedback,
+        parse=lambda item, index: parse_feedback(item, now=now, batch_index=index),
     )
 
 

@@ -19,6 +19,7 @@ from phoenix_stream.messages.validation import (
     EPOCH_RANGE,
     MAX_ID_LENGTH,
     Envelope,
+    Rejected,
     check_name,
     decode_items,
     identifier,
@@ -52,15 +53,13 @@ class ParsedRequest:
         return item_bytes(self.item, record)
 
 
-@dataclass(frozen=True, slots=True)
-class RejectedRequest:
-    """A request (or a whole record) that failed; carries what a dead letter needs."""
+class RejectedRequest(Rejected):
+    """A request (or a whole record) that failed.
 
-    kind: str  # invalid_json | invalid_request | too_large | batch_too_large
-    error: str
-    field: str | None
-    original: bytes  # the whole record, or this item re-encoded when inside a batch
-    batch_index: int | None
+    Kinds: invalid_json, invalid_request, too_large, batch_too_large.
+    """
+
+    __slots__ = ()
 
 
 Decoded = ParsedRequest | RejectedRequest
@@ -102,8 +101,8 @@ def decode_record(
         max_bytes=max_bytes,
         max_batch=max_batch,
         envelope=_ENVELOPE,
-        parse=parse,
         reject=RejectedRequest,
+        parse=parse,
     )
 
 

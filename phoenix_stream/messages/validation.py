@@ -26,6 +26,7 @@ __all__ = [
     "LENIENT_MAX_DEPTH",
     "MAX_ID_LENGTH",
     "Envelope",
+    "Rejected",
     "check_name",
     "decode_items",
     "identifier",
@@ -44,7 +45,20 @@ INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 _SHOWN = 64  # characters of client text quoted in an error message
 
 Parsed = TypeVar("Parsed")
-Rejected = TypeVar("Rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An item (or a whole record) that failed; carries what a dead letter needs."""
+
+    kind: str  # invalid_json | too_large | batch_too_large | the envelope's invalid_kind
+    error: str
+    field: str | None
+    original: bytes  # the whole record, or this item re-encoded when inside a list
+    batch_index: int | None
+
+
+Rejection = TypeVar("Rejection", bound=Rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +82,13 @@ def decode_items(
     max_batch: int,
     envelope: Envelope,
     parse: Callable[[Any, int | None], Parsed],
-    reject: Callable[[str, str, str | None, bytes, int | None], Rejected],
-) -> list[Parsed | Rejected]:
+    reject: type[Rejection],
+) -> list[Parsed | Rejection]:
     """One record's items (never an empty list); never raises for any bytes.
 
     ``parse(item, index)`` validates one decoded item (``index`` its position in a list,
     None for a record of one item) and raises ``ValidationError`` naming the field;
-    ``reject(kind, error, field, original, index)`` builds a rejection, whose
-    ``original`` is the whole record or, inside a list, that item re-encoded. Kinds:
+    ``reject`` is the decoder's own ``Rejected`` class. Rejection kinds:
     ``invalid_json``, ``too_large``, ``batch_too_large`` and ``envelope.invalid_kind``.
     """
     if raw is None:
@@ -110,10 +123,10 @@ def _item(
     index: int | None,
     record: bytes,
     parse: Callable[[Any, int | None], Parsed],
-    reject: Callable[[str, str, str | None, bytes, int | None], Rejected],
+    reject: type[Rejection],
     envelope: Envelope,
     check_text: bool,
-) -> Parsed | Rejected:
+) -> Parsed | Rejection:
     try:
         found = unstorable_field(item) if check_text else None
         if found is not None:

@@ -20,7 +20,8 @@ from phoenix_stream.lifecycle.feedback import (
     parse_feedback,
 )
 from phoenix_stream.messages.requests import MAX_ID_LENGTH
-from phoenix_stream.messages.validation import load_json
+from phoenix_stream.messages.text import UnstorableText, unstorable_field
+from phoenix_stream.messages.validation import load_json, shorten
 
 NOW = 1_750_000_000.0
 MAX_BYTES = 100_000
@@ -107,17 +108,25 @@ def test_any_bytes_decode_without_raising(raw: bytes) -> None:
 
 
 @given(st.lists(ITEMS, min_size=1, max_size=8))
+@example([{"request_id": "a\x00", "label": 1}, {"request_id": "b", "label": 0}])
 def test_list_items_are_judged_one_by_one(items: list[dict[str, Any]]) -> None:
     raw = _encode(items)
     decoded = decode_feedback(raw, now=NOW, max_bytes=MAX_BYTES, max_batch=MAX_BATCH)
     try:
         payload = load_json(raw)  # as the decoder sees it (integers beyond 64 bits as floats)
+    except UnstorableText as exc:  # NUL somewhere: the list's items are still judged alone
+        payload = exc.payload
     except ValueError:  # a lone surrogate: the whole record is not JSON
         assert [(d.kind, d.batch_index) for d in decoded] == [("invalid_json", None)]
         return
     assert [d.batch_index for d in decoded] == list(range(len(items)))
     for entry, item in zip(decoded, payload, strict=True):
-        if isinstance(entry, RejectedFeedback):
+        unstorable = unstorable_field(item)
+        if unstorable is not None:  # refused where it enters, before its fields are read
+            assert isinstance(entry, RejectedFeedback) and entry.kind == "invalid_feedback"
+            assert entry.field == shorten(unstorable[0], 200)
+            assert entry.original == orjson.dumps(item)
+        elif isinstance(entry, RejectedFeedback):
             assert entry.field is not None
             with pytest.raises(ValidationError) as caught:
                 parse_feedback(item, now=NOW)

@@ -14,6 +14,7 @@ from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.validation import (
     MAX_ID_LENGTH,
     Envelope,
+    Rejected,
     decode_items,
     identifier,
 )
@@ -28,16 +29,7 @@ ENVELOPE = Envelope(
 @dataclass(frozen=True)
 class Thing:
     value: int
-    index: int | None
-
-
-@dataclass(frozen=True)
-class Refused:
-    kind: str
-    error: str
-    field: str | None
-    original: bytes
-    index: int | None
+    batch_index: int | None
 
 
 def parse(item: Any, index: int | None) -> Thing:
@@ -54,7 +46,7 @@ def decode(raw: bytes | None, max_bytes: int = 10_000, max_batch: int = 5) -> li
         max_batch=max_batch,
         envelope=ENVELOPE,
         parse=parse,
-        reject=Refused,
+        reject=Rejected,
     )
 
 
@@ -62,7 +54,7 @@ def test_one_item_and_a_list_with_one_bad_item() -> None:
     assert decode(b'{"value": 3}') == [Thing(3, None)]
     good, bad = decode(b'[{"value": 1}, {"value": "x"}]')
     assert good == Thing(1, 0)
-    assert bad == Refused(
+    assert bad == Rejected(
         "invalid_thing", "value: must be an integer", "value", b'{"value":"x"}', 1
     )
 
@@ -80,8 +72,8 @@ def test_one_item_and_a_list_with_one_bad_item() -> None:
 )
 def test_the_whole_record_refused(raw: bytes | None, kind: str, error: str) -> None:
     [refused] = decode(raw)
-    assert isinstance(refused, Refused)
-    assert (refused.kind, refused.index) == (kind, None)
+    assert isinstance(refused, Rejected)
+    assert (refused.kind, refused.batch_index) == (kind, None)
     assert refused.error.startswith(error)
     assert refused.original == (raw or b"")
 
@@ -89,7 +81,7 @@ def test_the_whole_record_refused(raw: bytes | None, kind: str, error: str) -> N
 def test_a_nul_in_one_list_item_refuses_that_item_alone() -> None:
     good, bad = decode(b'[{"value": 1}, {"value": 2, "note": "a\\u0000b"}]')
     assert good == Thing(1, 0)
-    assert isinstance(bad, Refused) and (bad.kind, bad.field, bad.index) == (
+    assert isinstance(bad, Rejected) and (bad.kind, bad.field, bad.batch_index) == (
         "invalid_thing",
         "note",
         1,
@@ -109,11 +101,11 @@ def test_any_bytes_give_one_result_per_item_and_never_raise(raw: bytes) -> None:
     results = decode(raw)
     assert results
     for result in results:
-        assert isinstance(result, Thing | Refused)
-        if isinstance(result, Refused):
+        assert isinstance(result, Thing | Rejected)
+        if isinstance(result, Rejected):
             assert result.kind in {"invalid_json", "too_large", "batch_too_large", "invalid_thing"}
     if len(results) > 1:
-        assert [r.index for r in results] == list(range(len(results)))
+        assert [r.batch_index for r in results] == list(range(len(results)))
 
 
 @pytest.mark.parametrize(
