@@ -1,14 +1,11 @@
-"""Serving view of the model registry: deployments and ready-to-score model versions.
+"""Serving view of the model registry: ready-to-score model versions.
 
 ``ServingModels`` loads versions off the event loop (``prepare``) and hands loaded ones to
 the hot path without blocking (``lookup``). A version that fails to load is remembered
 and not tried again before ``retry_s`` seconds, so a broken model costs one load attempt
 per delay, not one per batch, while the versions already loaded keep serving.
 
-``Deployments`` answers "who serves model X" for the router. In this version the
-default model's deployment comes from settings and every other model in the registry is
-served by its latest version alone; a later change feeds it from the ``deployments``
-topic without touching the predictor.
+Who serves each model is ``lifecycle.deployments``' to say (the deployment board).
 """
 
 from __future__ import annotations
@@ -23,11 +20,10 @@ from typing import Protocol
 import numpy as np
 
 from phoenix_stream import metrics
-from phoenix_stream.exceptions import ModelLoadError, UnknownModelError
-from phoenix_stream.serving.registry import LoadedModel, ModelRegistry
-from phoenix_stream.serving.router import Deployment
+from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.serving.registry import LoadedModel
 
-__all__ = ["Deployments", "LoadFailure", "ModelLoader", "Servable", "ServingModels"]
+__all__ = ["LoadFailure", "ModelLoader", "Servable", "ServingModels"]
 
 log = logging.getLogger(__name__)
 
@@ -187,32 +183,3 @@ class ServingModels:
             reason,
             exc_info=not isinstance(exc, ModelLoadError),
         )
-
-
-class Deployments:
-    """Who serves each model name: static for now (settings + registry)."""
-
-    def __init__(self, default: Deployment, registry: ModelRegistry) -> None:
-        self._default = default
-        self._registry = registry
-        self._others: dict[str, Deployment] = {}
-
-    def get(self, model: str) -> Deployment | None:
-        """The deployment for ``model``, or None when no such model exists."""
-        if model == self._default.model:
-            return self._default
-        deployment = self._others.get(model)
-        if deployment is None:
-            # Not cached when missing: a model copied into the registry later is found.
-            try:
-                deployment = Deployment(model, self._registry.latest(model))
-            except UnknownModelError:
-                return None
-            self._others[model] = deployment
-        return deployment
-
-    def names(self) -> list[str]:
-        """Every model name that can be served."""
-        names = set(self._registry.names())
-        names.add(self._default.model)
-        return sorted(names)
