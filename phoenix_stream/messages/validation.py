@@ -23,8 +23,10 @@ from phoenix_stream.messages.text import NUL_ESCAPE, UnstorableText, unstorable_
 
 __all__ = [
     "EPOCH_RANGE",
+    "INT64_MIN",
     "LENIENT_MAX_DEPTH",
     "MAX_ID_LENGTH",
+    "UINT64_MAX",
     "Envelope",
     "Rejected",
     "check_name",

@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from phoenix_stream.exceptions import ModelLoadError, UnknownModelError
+from phoenix_stream.messages.validation import INT64_MIN, UINT64_MAX
 from phoenix_stream.serving.engine import OnnxModel
 
 __all__ = [
@@ -80,7 +81,7 @@ def _unwritable_number(value: float) -> str | None:
     first, orjson no integer beyond 64 bits, and ``float()`` of a 400-digit one raises.
     """
     if isinstance(value, int):
-        return None if -(2**63) <= value < 2**64 else "an integer must fit in 64 bits"
+        return None if INT64_MIN <= value <= UINT64_MAX else "an integer must fit in 64 bits"
     return None if math.isfinite(value) else f"must be finite, got {value}"
 
 
