@@ -15,6 +15,8 @@ from typing import Any
 import faust
 from faust.types import TopicT
 from mode import ServiceT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.redaction import LogRedaction, settings_secrets
@@ -23,7 +25,7 @@ from phoenix_stream.settings import Settings
 from phoenix_stream.stop_deadline import StopDeadline
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, faust_credentials
 from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
-from phoenix_stream.streaming.transport import ShortFetchTransport
+from phoenix_stream.streaming.transport import GenerationFlowControl, ShortFetchTransport
 from phoenix_stream.webserver.driver import PhoenixWeb, application_options
 
 # Modules that register agents, tables and web views. Listed, not autodiscovered:
@@ -72,6 +74,11 @@ class PhoenixApp(faust.App):
         # neither verify nor sign a control record, so it does not start (ConfigError).
         self.runtime.control_auth.require()
         await super().on_first_start()
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        # A resume keeps the events of the current generation (transport patch (9)).
+        return GenerationFlowControl(lambda: self.consumer_generation_id, loop=self.loop)
 
     def _new_web(self) -> Any:
         # JSON for what aiohttp's parser refuses, and a bound on open connections.

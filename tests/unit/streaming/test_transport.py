@@ -20,10 +20,14 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 from mode.threads import QueueServiceThread
-from mode.utils.queues import FlowControlEvent
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from phoenix_stream import metrics
-from phoenix_stream.streaming.transport import _GuardedMessage, _ShortFetchConsumer
+from phoenix_stream.streaming.transport import (
+    GenerationFlowControl,
+    _GuardedMessage,
+    _ShortFetchConsumer,
+)
 
 REQUESTS = TP("requests", 0)
 DEPLOYMENTS = TP("deployments", 0)
@@ -352,3 +356,49 @@ async def test_seek_runs_in_the_consumer_thread() -> None:
         assert seeker == thread._thread.ident
     finally:
         await thread.stop()
+
+
+class _QueuedEvent:
+    """What Faust queues for a stream: an event holding its consumed message."""
+
+    def __init__(self, message: _GuardedMessage) -> None:
+        self.message = message
+
+
+def _queued_offsets(flow: FlowControlEvent, *events: tuple[int, int]) -> list[int]:
+    """Queue events (offset, generation) while flow is suspended, resume, and return the
+    offsets still queued: a stream queue as Faust builds it (``clear_on_resume``)."""
+    queue: ThrowableQueue = ThrowableQueue(flow_control=flow, clear_on_resume=True)
+    for offset, generation in events:
+        queue.put_nowait(_QueuedEvent(guarded(offset, generation)))
+    flow.resume()
+    return [queue.get_nowait().message.offset for _ in range(queue.qsize())]
+
+
+def test_a_resume_keeps_the_current_generation_faust_drops_it() -> None:
+    """Faust's recovery resumes flow after it sought the stream partitions and the
+    fetcher delivered records of the new generation: Faust's resume drops them (their
+    offsets already read, a hole); patch (9) keeps them and drops only older ones."""
+    queued = [(98, 6), (98, 7), (99, 7), (100, 7)]
+    assert _queued_offsets(FlowControlEvent(), *queued) == []  # Faust: 98-100 lost
+    patched = GenerationFlowControl(lambda: 7)
+    assert _queued_offsets(patched, *queued) == [98, 99, 100]
+    assert patched.is_active()
+
+
+def test_a_revoke_still_empties_every_queue() -> None:
+    flow = GenerationFlowControl(lambda: 7, initially_suspended=False)
+    queue: ThrowableQueue = ThrowableQueue(flow_control=flow, clear_on_resume=True)
+    queue.put_nowait(_QueuedEvent(guarded(5, 7)))
+    queue.put_nowait("not an event")
+    flow.suspend()
+    flow.clear()  # what Faust's revoke does, after suspending
+    assert queue.qsize() == 0 and not flow.is_active()
+
+
+def test_a_resume_keeps_what_is_not_a_consumed_event() -> None:
+    flow = GenerationFlowControl(lambda: 7)
+    queue: ThrowableQueue = ThrowableQueue(flow_control=flow, clear_on_resume=True)
+    queue.put_nowait("a value sent to an in-memory channel")
+    flow.resume()
+    assert queue.get_nowait() == "a value sent to an in-memory channel"
