@@ -3,10 +3,12 @@
 ``drift-collector`` bins each batch of served champion predictions per model version and
 sends one counts record per version to ``drift-counts`` (keyed ``model/version``).
 ``drift-windows`` adds the counts into the tumbling ``drift_windows`` table, one event at a
-time (Faust writes a table only inside the event's own iteration), and when an event's
-window is later than the one being filled, closes that one (and deletes it from the table):
-the monitor tests it, and the report goes to the ``drift`` topic, PostgreSQL and Prometheus;
-an alarm asks for one retraining (``retrain`` topic, deduplicated by its trigger id) when
+time (Faust writes a table only inside the event's own iteration), and closes a window
+(and deletes it from the table) once counts arrive from a window a full window after its
+end; counts of a window already closed are left out (``phoenix_drift_late_counts_total``).
+The rule is ``drift.windows.PendingWindows``. The monitor tests a closed window, and the
+report goes to the ``drift`` topic, PostgreSQL and Prometheus; an alarm asks for one
+retraining (``retrain`` topic, deduplicated by its trigger id) when
 ``PHOENIX_AUTO_RETRAIN`` is on. Both run under the one failure policy.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from phoenix_stream import metrics
 from phoenix_stream.app import (
     app,
     drift_counts_topic,
@@ -29,6 +32,7 @@ from phoenix_stream.drift.counts import count_predictions, decode_counts
 from phoenix_stream.drift.metrics_export import DriftMetrics
 from phoenix_stream.drift.monitor import DriftMonitor
 from phoenix_stream.drift.report import DriftReport
+from phoenix_stream.drift.windows import PendingWindows
 from phoenix_stream.exceptions import ShuttingDown, ValidationError
 from phoenix_stream.lifecycle.retraining import RetrainRequest
 from phoenix_stream.messages.validation import load_json
@@ -81,6 +85,7 @@ async def drift_window_agent(stream: Any) -> None:
     # the consumer subscribes): every table write relies on that co-partitioning.
     runtime = app.runtime
     store = DriftStore(runtime.sink)
+    windows = PendingWindows(WINDOW_S)
     exported = DriftMetrics()
     policy = runtime.failure_policy("drift-windows")
 
@@ -124,20 +129,16 @@ async def drift_window_agent(stream: Any) -> None:
         key: str, model: str, version: str, counts: np.ndarray, record: InRecord
     ) -> None:
         now = record.timestamp or time.time()
-        start = now - now % WINDOW_S
         state: dict[str, Any] = dict(drift_monitors[key])
-        # Windows that got counts and are not closed yet. Counts come from every worker's
-        # collector, so a window's last counts may arrive after the next window's first:
-        # a window is closed only once a full window has passed after its end.
-        pending = sorted({*_starts(state.get("pending")), *_starts([state.get("open_start")])})
-        for open_start in [s for s in pending if s + 2 * WINDOW_S <= start]:
+        step = windows.step(state, now)
+        if step.late:
+            metrics.DRIFT_LATE_COUNTS.labels(model=model).inc()
+            return
+        for open_start in step.close:
             await _close(key, model, version, open_start, now, state)
             _forget(key, open_start)
-            pending.remove(open_start)
-        if start not in pending:
-            pending.append(start)
         state.pop("open_start", None)
-        state["pending"] = pending
+        state["pending"] = list(step.pending)
         window = dict(drift_windows[key].current())
         previous = window.get("counts")
         total = counts if previous is None else np.asarray(previous, np.int64) + counts
@@ -146,8 +147,7 @@ async def drift_window_agent(stream: Any) -> None:
 
     def _forget(key: str, closed_start: float) -> None:
         # Delete the key's windows up to the one just closed, with changelog tombstones:
-        # Faust's expiry never reaches windows recovered from the changelog (faust #385:
-        # they get no expiry time), so each restart would add them for good.
+        # the table has no expiry (tables/drift.py), so this is what bounds its memory.
         for stored in list(drift_windows.table.data.keys()):
             table_key, window_range = stored
             if table_key == key and window_range[0] <= closed_start:
@@ -219,13 +219,6 @@ async def drift_window_agent(stream: Any) -> None:
         except ShuttingDown as exc:  # left unacked; ending beats a restart mid-stop
             log.warning("%s; the agent ends with the stop", exc)
             return
-
-
-def _starts(value: Any) -> list[float]:
-    """Window starts kept in a table value (numbers only; anything else is ignored)."""
-    if not isinstance(value, list):
-        return []
-    return [float(v) for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
 
 
 def _summary(report: DriftReport) -> dict[str, Any]:

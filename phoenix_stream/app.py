@@ -124,9 +124,6 @@ def create_app(settings: Settings) -> PhoenixApp:
         stream_processing_timeout=max(300.0, settings.retrain_wait_s + 60.0),
         broker_commit_livelock_soft_timeout=max(300.0, settings.retrain_wait_s + 60.0),
         table_standby_replicas=0,
-        # Windowed tables expire old windows only when the cleanup runs (wall clock): once
-        # per drift window keeps them at expires + 2 windows per key, not 30 s worth.
-        table_cleanup_interval=min(30.0, settings.drift_window_s),
         # acks=all: a record is acknowledged (and its input committed, its HTTP caller
         # answered) once every in-sync replica has it (PHOENIX_TOPIC_MIN_INSYNC of them).
         producer_acks=-1,

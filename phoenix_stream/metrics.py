@@ -281,6 +281,12 @@ DRIFT_WINDOWS = Counter(
     ["model", "verdict"],
     registry=REGISTRY,
 )
+DRIFT_LATE_COUNTS = Counter(
+    "phoenix_drift_late_counts_total",
+    "Drift counts records for a window already reported (read again, or late): left out.",
+    ["model"],
+    registry=REGISTRY,
+)
 
 RETRAIN_JOBS = Counter(
     "phoenix_retrain_jobs_total",
