@@ -48,7 +48,6 @@ COMPONENT_MODULES = (
     "phoenix_stream.web.drift",
     "phoenix_stream.web.retrain",
     "phoenix_stream.web.openapi",
-    "phoenix_stream.commands",
 )
 
 

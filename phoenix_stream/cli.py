@@ -1,4 +1,4 @@
-"""The ``phoenix-stream`` console script: Faust's CLI for our app, plus our commands.
+"""The ``phoenix-stream`` console script: our commands (``commands.py``), Faust's worker.
 
 ``phoenix-stream worker`` is ``faust -A phoenix_stream.app worker`` with two defaults
 changed: the uvloop event loop, and ``--loglevel info`` (at Faust's default ``warn``
@@ -30,20 +30,24 @@ def worker_argv(argv: Sequence[str], log_level: str = "info") -> list[str]:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``phoenix-stream`` console script."""
-    # Settings import no Faust: reading them here leaves the event loop choice open.
-    settings = Settings.from_env()
-    log_level = settings.log_level
-    if "worker" in (sys.argv[1:] if argv is None else argv):
+def run_worker(argv: Sequence[str], settings: Settings, log_level: str) -> None:
+    """Faust's ``worker`` command with ``argv`` (its options); does not return."""
+    if not any(a in ("-h", "--help") for a in argv):
         # Said before Faust starts: the app's own refusal comes later, with a traceback.
         try:
             ControlAuth.from_settings(settings).require()
         except ConfigError as exc:
             raise SystemExit(f"phoenix-stream: {exc}") from None
-    args = worker_argv(sys.argv[1:] if argv is None else argv, log_level)
-    # Faust picks its event loop from sys.argv when ``faust`` is first imported.
-    sys.argv = [sys.argv[0], *args]
-    from phoenix_stream.app import app  # settings are read here, not at import of cli
+    # Faust picks its event loop from sys.argv when ``faust`` is first imported: nothing
+    # before this line imports it (tests/unit/test_cli.py checks).
+    sys.argv = [sys.argv[0], *worker_argv(["worker", *argv], log_level)]
+    from phoenix_stream.app import app  # the app is built here, for the worker only
 
     app.main()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``phoenix-stream`` console script."""
+    from phoenix_stream.commands import cli
+
+    cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="phoenix-stream")

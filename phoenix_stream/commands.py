@@ -1,26 +1,27 @@
-"""The project's own CLI commands, added to Faust's (``phoenix-stream --help``).
+"""The ``phoenix-stream`` commands: one click group, ours, with Faust's worker in it.
 
-They run on a plain ``asyncio.run`` rather than inside a ``faust.Worker`` (Faust's way
-for app commands), so they print only their own output: no Worker lifecycle lines, no
-one-second "Gathering all futures" pause. ``phoenix-stream worker`` is Faust's own.
+Only ``phoenix-stream worker`` builds the Faust app (it is Faust's own worker command, see
+``cli.run_worker``); every other command runs on a plain ``asyncio.run`` and imports only
+what it uses, so a command that needs no worker answers at once and prints only its own
+output: no Faust Worker lifecycle lines, no one-second "Gathering all futures" pause.
+Importing this module imports no Faust: Faust picks its event loop when first imported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import click
-from faust.cli import AppCommand, argument, option
-from mode.utils.logging import level_number
 
-from phoenix_stream.app import app, settings
 from phoenix_stream.embedded import (
     BROKER_KINDS,
     SERVICE_NAMES,
@@ -28,8 +29,13 @@ from phoenix_stream.embedded import (
     start_services,
     stop_services,
 )
-from phoenix_stream.exceptions import PhoenixError
+from phoenix_stream.exceptions import ConfigError, PhoenixError
 from phoenix_stream.redaction import redact
+from phoenix_stream.settings import Settings
+from phoenix_stream.tools.tail import TOPICS as TAIL_TOPICS
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+AsyncCommand = Callable[..., Coroutine[Any, Any, Any]]
 
 
 def _fail(exc: Exception) -> NoReturn:
@@ -42,35 +48,97 @@ def _not_service_lifecycle(record: logging.LogRecord) -> bool:
     return record.levelno > logging.INFO or not str(record.msg).startswith("[^")
 
 
-class ProjectCommand(AppCommand):
-    """An app command run by ``asyncio.run`` outside a ``faust.Worker``.
+def _version() -> str:
+    try:
+        return metadata.version("phoenix-stream")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Level of the project's own logs, on stderr (default PHOENIX_LOG_LEVEL, info).",
+)
+@click.version_option(_version(), "--version", prog_name="phoenix-stream")
+def cli(loglevel: str | None) -> None:
+    """phoenix-stream: real-time ML inference on Faust, with drift detection and healing.
+
+    Configuration comes from PHOENIX_* environment variables (see the README).
+    """
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        _fail(exc)
+
+
+def _log_level(settings: Settings) -> str:
+    chosen = click.get_current_context().find_root().params.get("loglevel")
+    return str(chosen or settings.log_level).upper()
+
+
+def _run(command: AsyncCommand, kwargs: dict[str, Any]) -> None:
+    """Run one command to its end on ``asyncio.run``.
 
     Logs of ``phoenix_stream`` go to stderr at ``--loglevel``, other libraries' at
     warning and above, services' start/stop lines not at all. A ``PhoenixError`` ends
     the command with ``error: ...`` and exit status 1, Ctrl-C with 130, SIGTERM with 143;
     on both signals the command unwinds first (workers and services it started stop).
     """
+    settings = _settings()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_not_service_lifecycle)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("phoenix_stream").setLevel(_log_level(settings))
+    try:
+        asyncio.run(_until_sigterm(command(settings, **kwargs)))
+    except PhoenixError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except asyncio.CancelledError:  # SIGTERM
+        raise SystemExit(143) from None
 
-    abstract: ClassVar[bool] = True  # Faust registers subclasses only
 
-    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Run the command to its end and exit with its status."""
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.addFilter(_not_service_lifecycle)
-        logging.basicConfig(level=logging.WARNING, handlers=[handler])
-        logging.getLogger("phoenix_stream").setLevel(level_number(self.loglevel))
-        try:
-            asyncio.run(
-                _until_sigterm(self.execute(*self.args, *args, **{**self.kwargs, **kwargs}))
-            )
-        except PhoenixError as exc:
-            _fail(exc)
-        except KeyboardInterrupt:
-            raise SystemExit(130) from None
-        except asyncio.CancelledError:  # SIGTERM
-            raise SystemExit(143) from None
-        raise SystemExit(0)
+def command(*params: Callable[[Any], Any]) -> Callable[[AsyncCommand], click.Command]:
+    """Register ``async def name(settings, **options)`` as the command ``name`` (``_`` as
+    ``-``), with click ``params`` (arguments and options, in help order)."""
+
+    def register(function: AsyncCommand) -> click.Command:
+        @functools.wraps(function)
+        def callback(**kwargs: Any) -> None:
+            _run(function, kwargs)
+
+        decorated: Any = callback
+        for param in reversed(params):
+            decorated = param(decorated)
+        return cli.command(name=function.__name__.replace("_", "-"))(decorated)
+
+    return register
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run a worker: Faust's worker command, with uvloop and -l info (see --help).
+
+    The same as faust -A phoenix_stream.app worker; phoenix-stream worker --help shows
+    Faust's options for it.
+    """
+    from phoenix_stream.cli import run_worker
+
+    settings = _settings()
+    run_worker(list(ctx.args), settings, _log_level(settings).lower())
 
 
 async def _until_sigterm(command: Coroutine[Any, Any, Any]) -> None:
@@ -89,27 +157,26 @@ async def _until_sigterm(command: Coroutine[Any, Any, Any]) -> None:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-@app.command(
-    argument("action", type=click.Choice(["up", "down", "status"])),
-    argument("names", nargs=-1, type=click.Choice(list(SERVICE_NAMES))),
-    option(
+@command(
+    click.argument("action", type=click.Choice(["up", "down", "status"])),
+    click.argument("names", nargs=-1, type=click.Choice(list(SERVICE_NAMES))),
+    click.option(
         "--broker",
         type=click.Choice(list(BROKER_KINDS)),
         default="tansu",
         show_default=True,
         help="With up: Tansu (Python only) or Apache Kafka (KRaft; needs a JDK 17+).",
     ),
-    option(
+    click.option(
         "--brokers",
         type=click.IntRange(1, 9),
         default=1,
         show_default=True,
         help="With up --broker kafka: number of Kafka nodes.",
     ),
-    base=ProjectCommand,
 )
 async def services(
-    self: AppCommand, action: str, names: tuple[str, ...], broker: str, brokers: int
+    settings: Settings, action: str, names: tuple[str, ...], broker: str, brokers: int
 ) -> None:
     """Start, stop or show the embedded broker, Redis and PostgreSQL."""
     chosen = list(names) or list(SERVICE_NAMES)
@@ -130,17 +197,16 @@ async def services(
         click.echo(f"{name:<16} {state:<8} pid {pid!s:<8} {redact(status.url)}")
 
 
-@app.command(
-    option(
+@command(
+    click.option(
         "--models-dir",
         type=click.Path(path_type=Path),
         default=None,
         help="Registry folder (default PHOENIX_MODELS_DIR).",
     ),
-    option("--force/--no-force", default=False, help="Retrain even if models exist."),
-    base=ProjectCommand,
+    click.option("--force/--no-force", default=False, help="Retrain even if models exist."),
 )
-async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
+async def train(settings: Settings, models_dir: Path | None, force: bool) -> None:
     """Train the demo models (champion and challenger) into the registry."""
     from phoenix_stream.training.train import ensure_demo_models, train_demo_models
 
@@ -153,27 +219,26 @@ async def train(self: AppCommand, models_dir: Path | None, force: bool) -> None:
         click.echo(f"{'trained' if trained else 'already present'}: demo models in {target}")
 
 
-@app.command(
-    argument("action", type=click.Choice(["list", "register"])),
-    argument("path", required=False, type=click.Path(path_type=Path)),
-    option("--name", default=None, help="Model name; must equal the manifest's."),
-    option("--version", default=None, help="Version; must equal the manifest's."),
-    option(
+@command(
+    click.argument("action", type=click.Choice(["list", "register"])),
+    click.argument("path", required=False, type=click.Path(path_type=Path)),
+    click.option("--name", default=None, help="Model name; must equal the manifest's."),
+    click.option("--version", default=None, help="Version; must equal the manifest's."),
+    click.option(
         "--models-dir",
         type=click.Path(path_type=Path),
         default=None,
         help="Registry folder (default PHOENIX_MODELS_DIR).",
     ),
-    option(
+    click.option(
         "--min-reference-rows",
         type=click.IntRange(min=0),
         default=None,
         help="Smallest reference sample accepted, rows (default what the demo models ship).",
     ),
-    base=ProjectCommand,
 )
 async def registry(
-    self: AppCommand,
+    settings: Settings,
     action: str,
     path: Path | None,
     name: str | None,
@@ -229,17 +294,16 @@ async def registry(
         click.echo(f"note: {deployment.model} {roles[number]} version {number} is not registered")
 
 
-@app.command(
-    option(
+@command(
+    click.option(
         "--entities",
         type=int,
         default=100_000,
         show_default=True,
         help="How many entities to seed.",
     ),
-    base=ProjectCommand,
 )
-async def seed(self: AppCommand, entities: int) -> None:
+async def seed(settings: Settings, entities: int) -> None:
     """Write the demo customer profiles into the Redis feature store."""
     from phoenix_stream.features.seeding import seed_feature_store
 
@@ -247,8 +311,8 @@ async def seed(self: AppCommand, entities: int) -> None:
     click.echo(f"seeded {count} entities into {redact(settings.redis_url)}")
 
 
-@app.command(
-    option(
+@command(
+    click.option(
         "--scenario",
         type=click.Choice(["traffic", "rollout", "drift"]),
         default="traffic",
@@ -256,66 +320,65 @@ async def seed(self: AppCommand, entities: int) -> None:
         help="traffic: requests only; rollout: a challenger's shadow, canary and decision; "
         "drift: a shift, its detection, retraining and healing.",
     ),
-    option(
+    click.option(
         "--shift",
         type=click.Choice(["sudden", "gradual"]),
         default="sudden",
         show_default=True,
         help="drift: the shift comes at once or ramps in over 5 windows.",
     ),
-    option(
+    click.option(
         "--challenger",
         type=click.Choice(["better", "equal", "worse"]),
         default="better",
         show_default=True,
         help="rollout: how good the challenger truly is.",
     ),
-    option(
+    click.option(
         "--json",
         "json_path",
         type=click.Path(path_type=Path),
         default=None,
         help="rollout, drift: write the result to this JSON file.",
     ),
-    option(
+    click.option(
         "--rate",
         type=float,
         default=None,
         help="Requests per second (traffic: 200, rollout: 400).",
     ),
-    option("--duration", type=float, default=10.0, show_default=True, help="Seconds."),
-    option(
+    click.option("--duration", type=float, default=10.0, show_default=True, help="Seconds."),
+    click.option(
         "--entities",
         type=int,
         default=None,
         help="Entity ids are drawn from the first N seeded ones (traffic: 100000, rollout: 20000).",
     ),
-    option(
+    click.option(
         "--malformed",
         type=float,
         default=0.0,
         show_default=True,
         help="Share of malformed records (0..1), to show dead letters.",
     ),
-    option(
+    click.option(
         "--unknown-entities",
         type=float,
         default=0.0,
         show_default=True,
         help="Share of requests for entities that were never seeded.",
     ),
-    option(
+    click.option(
         "--batch",
         type=int,
         default=1,
         show_default=True,
         help="Requests per Kafka record (1 = single-request records).",
     ),
-    option("--seed", "random_seed", type=int, default=1, show_default=True),
-    base=ProjectCommand,
+    click.option("--seed", "random_seed", type=int, default=1, show_default=True),
 )
 async def simulate(
-    self: AppCommand,
+    settings: Settings,
     scenario: str,
     shift: str,
     challenger: str,
@@ -382,19 +445,20 @@ async def simulate(
     click.echo(json.dumps(report.as_dict(), indent=2))
 
 
-@app.command(
-    option(
+@command(
+    click.option(
         "--duration",
         type=float,
         default=30.0,
         show_default=True,
         help="Seconds of simulated traffic.",
     ),
-    option("--rate", type=float, default=300.0, show_default=True, help="Requests per second."),
-    option("--entities", type=int, default=100_000, show_default=True),
-    base=ProjectCommand,
+    click.option(
+        "--rate", type=float, default=300.0, show_default=True, help="Requests per second."
+    ),
+    click.option("--entities", type=int, default=100_000, show_default=True),
 )
-async def demo(self: AppCommand, duration: float, rate: float, entities: int) -> None:
+async def demo(settings: Settings, duration: float, rate: float, entities: int) -> None:
     """Start everything, stream requests for a while, show progress and a summary."""
     from phoenix_stream.tools.demo import DemoConfig, run_demo
 
@@ -402,15 +466,15 @@ async def demo(self: AppCommand, duration: float, rate: float, entities: int) ->
     sys.exit(code)
 
 
-@app.command(
-    option(
+@command(
+    click.option(
         "--json",
         "json_path",
         type=click.Path(path_type=Path),
         default=None,
         help="Write the figures to this JSON file.",
     ),
-    option(
+    click.option(
         "--requests",
         "n_requests",
         type=int,
@@ -418,16 +482,15 @@ async def demo(self: AppCommand, duration: float, rate: float, entities: int) ->
         show_default=True,
         help="Requests per throughput phase.",
     ),
-    option(
+    click.option(
         "--broker",
         type=click.Choice(list(BROKER_KINDS)),
         default="tansu",
         show_default=True,
         help="Embedded broker to start (unless every PHOENIX_*_URL is set): tansu or kafka.",
     ),
-    base=ProjectCommand,
 )
-async def bench(self: AppCommand, json_path: Path | None, n_requests: int, broker: str) -> None:
+async def bench(settings: Settings, json_path: Path | None, n_requests: int, broker: str) -> None:
     """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""
     from phoenix_stream.tools.bench.runner import BenchConfig, run_bench
 
@@ -451,22 +514,21 @@ def _print_decision(answer: dict[str, Any]) -> None:
     )
 
 
-@app.command(
-    argument("model"),
-    option("--champion", required=True, help="Version served to everyone else."),
-    option("--challenger", default=None, help="Version to try (none: champion alone)."),
-    option(
+@command(
+    click.argument("model"),
+    click.option("--champion", required=True, help="Version served to everyone else."),
+    click.option("--challenger", default=None, help="Version to try (none: champion alone)."),
+    click.option(
         "--strategy",
         type=click.Choice(["single", "ab", "canary", "shadow"]),
         default=None,
         help="How the challenger is tried (default: shadow with a challenger, else single).",
     ),
-    option("--share", type=float, default=None, help="Challenger's share of entities, 0..1."),
-    option("--reason", default="", help="Why: kept in the audit trail."),
-    base=ProjectCommand,
+    click.option("--share", type=float, default=None, help="Challenger's share of entities, 0..1."),
+    click.option("--reason", default="", help="Why: kept in the audit trail."),
 )
 async def deploy(
-    self: AppCommand,
+    settings: Settings,
     model: str,
     champion: str,
     challenger: str | None,
@@ -484,8 +546,8 @@ async def deploy(
     _print_decision(await call(settings, "PUT", f"/v1/deployments/{model}", body))
 
 
-@app.command(argument("model"), option("--reason", default="promoted by hand"), base=ProjectCommand)
-async def promote(self: AppCommand, model: str, reason: str) -> None:
+@command(click.argument("model"), click.option("--reason", default="promoted by hand"))
+async def promote(settings: Settings, model: str, reason: str) -> None:
     """Make MODEL's challenger its champion (admin API)."""
     from phoenix_stream.lifecycle.admin_client import call
 
@@ -493,10 +555,8 @@ async def promote(self: AppCommand, model: str, reason: str) -> None:
     _print_decision(await call(settings, "POST", f"/v1/deployments/{model}/promote", body))
 
 
-@app.command(
-    argument("model"), option("--reason", default="rolled back by hand"), base=ProjectCommand
-)
-async def rollback(self: AppCommand, model: str, reason: str) -> None:
+@command(click.argument("model"), click.option("--reason", default="rolled back by hand"))
+async def rollback(settings: Settings, model: str, reason: str) -> None:
     """Retire MODEL's challenger; the champion serves alone (admin API)."""
     from phoenix_stream.lifecycle.admin_client import call
 
@@ -504,18 +564,19 @@ async def rollback(self: AppCommand, model: str, reason: str) -> None:
     _print_decision(await call(settings, "POST", f"/v1/deployments/{model}/rollback", body))
 
 
-@app.command(
-    argument("model"),
-    option("--reason", default="retrain requested by hand", help="Why: kept in the manifest."),
-    option(
+@command(
+    click.argument("model"),
+    click.option(
+        "--reason", default="retrain requested by hand", help="Why: kept in the manifest."
+    ),
+    click.option(
         "--replace-challenger",
         is_flag=True,
         default=False,
         help="The new version may replace a challenger that a person deployed.",
     ),
-    base=ProjectCommand,
 )
-async def retrain(self: AppCommand, model: str, reason: str, replace_challenger: bool) -> None:
+async def retrain(settings: Settings, model: str, reason: str, replace_challenger: bool) -> None:
     """Ask for a new MODEL version trained on recent feedback, shadowed (admin API)."""
     from phoenix_stream.lifecycle.admin_client import call
 
@@ -525,10 +586,12 @@ async def retrain(self: AppCommand, model: str, reason: str, replace_challenger:
     answer = await call(settings, "POST", f"/v1/models/{model}/retrain", body)
     request = answer["request"]
     click.echo(f"{model}: retrain requested ({request['reason']}) on {answer['topic']}")
+    if answer.get("warning"):
+        click.echo(f"warning: {answer['warning']}", err=True)
 
 
-@app.command(argument("model"), base=ProjectCommand)
-async def clear_deployment(self: AppCommand, model: str) -> None:
+@command(click.argument("model"))
+async def clear_deployment(settings: Settings, model: str) -> None:
     """Forget the deployments of MODEL, a model not in the registry (admin API)."""
     from phoenix_stream.lifecycle.admin_client import call
 
@@ -536,18 +599,45 @@ async def clear_deployment(self: AppCommand, model: str) -> None:
     click.echo(f"{model}: deployments cleared (a tombstone on {answer['topic']})")
 
 
-@app.command(
-    argument("model"),
-    option(
+@command(
+    click.argument("model"),
+    click.option(
         "--limit",
         type=click.IntRange(1, 1000),
         default=20,
         help="How many of the latest windows to show.",
     ),
-    base=ProjectCommand,
 )
-async def drift(self: AppCommand, model: str, limit: int) -> None:
+async def drift(settings: Settings, model: str, limit: int) -> None:
     """Show MODEL's latest drift reports: per window and feature, KS D, p, drifted."""
     from phoenix_stream.drift.console import fetch_reports, render_reports
 
     click.echo(render_reports(model, await fetch_reports(settings, model, limit)))
+
+
+@command(
+    click.argument("topic", type=click.Choice(TAIL_TOPICS)),
+    click.option(
+        "--from-beginning",
+        is_flag=True,
+        default=False,
+        help="Every record the topic holds, not only those from now on.",
+    ),
+    click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after N records."),
+    click.option(
+        "--idle",
+        "idle_s",
+        type=click.FloatRange(min=0.0, min_open=True),
+        default=None,
+        help="Stop after this many seconds without a record.",
+    ),
+)
+async def tail(
+    settings: Settings, topic: str, from_beginning: bool, limit: int | None, idle_s: float | None
+) -> None:
+    """Print TOPIC's records as they arrive, one JSON line each (Ctrl-C ends it)."""
+    from phoenix_stream.tools.tail import TailOptions
+    from phoenix_stream.tools.tail import tail as tail_topic
+
+    options = TailOptions(from_beginning=from_beginning, limit=limit, idle_s=idle_s)
+    await tail_topic(settings, topic, options, lambda line: click.echo(line))

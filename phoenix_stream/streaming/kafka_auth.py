@@ -21,14 +21,14 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import faust
 from aiokafka import errors as kafka_errors
 from aiokafka.conn import create_conn
-from faust.types.auth import CredentialsT
 
 from phoenix_stream.exceptions import ConfigError, KafkaAuthError
 
 if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
+
     from phoenix_stream.settings import Settings
 
 __all__ = [
@@ -124,6 +124,8 @@ def client_options(auth: KafkaAuth) -> dict[str, Any]:
 
 def faust_credentials(auth: KafkaAuth) -> CredentialsT | None:
     """Faust's ``broker_credentials`` for ``auth``; None for PLAINTEXT."""
+    import faust  # here, not at import: the CLI imports this module before Faust picks its loop
+
     if auth.sasl:
         context = ssl_context(auth) if auth.tls else None
         credentials = faust.SASLCredentials(
