@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app
+from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.messages.validation import shorten
 from phoenix_stream.storage.drift import DriftStore
@@ -75,11 +75,15 @@ class DriftView(web.View):
             )
         table: Any = app.tables.get("drift-windows")  # absent when the drift agent is off
         held = {} if table is None else windows_held(table.data, model)
-        return json_response(
-            {
-                "model": model,
-                "limit": limit,
-                "reports": [s.as_dict() for s in stored],
-                "windows_held": held,
-            }
-        )
+        answer: dict[str, Any] = {
+            "model": model,
+            "limit": limit,
+            "reports": [s.as_dict() for s in stored],
+            "windows_held": held,
+        }
+        if "drift" not in settings.agents:
+            answer["warning"] = (
+                "this worker does not run the drift agents (PHOENIX_AGENTS): reports come "
+                "only from workers that run them"
+            )
+        return json_response(answer)

@@ -92,6 +92,10 @@ class RetrainView(web.View):
         except ValidationError as exc:
             return json_error(422, exc.message, exc.field)
         await submit(retrain)
-        return json_response(
-            {"request": retrain.as_dict(), "topic": settings.topic("retrain")}, 202
-        )
+        answer: dict[str, Any] = {"request": retrain.as_dict(), "topic": settings.topic("retrain")}
+        if "retrain" not in settings.agents:
+            answer["warning"] = (
+                "this worker does not run the retrain agent (PHOENIX_AGENTS): the request "
+                "waits on the topic until a worker that runs it reads it"
+            )
+        return json_response(answer, 202)

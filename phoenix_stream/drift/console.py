@@ -8,6 +8,7 @@ commands), so the CLI needs neither the database's address nor the admin token.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +23,8 @@ from phoenix_stream.lifecycle.admin_client import TIMEOUT_S, AdminError, admin_u
 from phoenix_stream.settings import Settings
 
 __all__ = ["fetch_reports", "parse_answer", "render_reports"]
+
+log = logging.getLogger(__name__)
 
 
 async def fetch_reports(settings: Settings, model: str, limit: int) -> list[DriftReport]:
@@ -49,6 +52,8 @@ def parse_answer(url: str, status: int, raw: bytes) -> list[DriftReport]:
         error = answer.get("error") if isinstance(answer, dict) else answer
         field = answer.get("field") if isinstance(answer, dict) else None
         raise AdminError(f"{status}: {error}" + (f" ({field})" if field else ""))
+    if isinstance(answer.get("warning"), str):
+        log.warning("%s", answer["warning"])  # the worker does not run the drift agents
     reports = answer.get("reports")
     if not isinstance(reports, list):
         raise AdminError(f"{url} answered without a list of reports")

@@ -117,6 +117,7 @@ async def drift_view(worker: WorkerProcess) -> dict[str, Any]:
     ):
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
+        assert "warning" not in body  # the worker runs the drift agents
         return body
 
 

@@ -104,6 +104,8 @@ async def test_the_latest_windows_newest_first(
     mine = [r for r in body["reports"] if r["version"] == stored[0].version]
     assert [r["window_start"] for r in mine] == [r.window_start for r in reversed(stored)]
     assert mine[0]["alarm"] and mine[0]["features"]["age"]["drifted"] is True
+    # A worker of the default agents reads reports others wrote, and says so.
+    assert "does not run the drift agents (PHOENIX_AGENTS)" in body["warning"]
     status, body = await get(f"{url}?limit=1")
     assert (status, len(body["reports"])) == (200, 1)
     status, body = await get(f"{url}?limit=zero")
@@ -113,6 +115,7 @@ async def test_the_latest_windows_newest_first(
 
     code, out, err = await cli(worker.base_url, MODEL, "--limit", "1000")
     assert code == 0, err
+    assert "does not run the drift agents" in err
     lines = out.splitlines()
     assert lines[0].startswith(f"{MODEL}: ") and lines[0].endswith("drift windows, newest first")
     windows = [line.split() for line in lines if stored[0].version in line]

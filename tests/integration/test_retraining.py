@@ -263,6 +263,8 @@ async def test_endpoint_and_cli_put_requests_on_the_retrain_topic(worker_factory
     status, body = await post(url, sent)
     assert status == 202, body
     assert body["topic"] == worker.settings.topic("retrain")
+    # This worker runs the default agents: nothing here will read the request.
+    assert "does not run the retrain agent (PHOENIX_AGENTS)" in body["warning"]
 
     env = {
         **os.environ,
@@ -280,6 +282,7 @@ async def test_endpoint_and_cli_put_requests_on_the_retrain_topic(worker_factory
     )
     assert cli.returncode == 0, cli.stderr
     assert "retrain requested (cli asks)" in cli.stdout
+    assert cli.stderr.startswith("warning: this worker does not run the retrain agent")
 
     records = await consume_json(
         worker.settings.kafka_url, worker.settings.topic("retrain"), expected=2
