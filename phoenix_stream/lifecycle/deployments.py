@@ -46,6 +46,7 @@ from phoenix_stream.exceptions import Unauthenticated, UnknownModelError, Valida
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.messages.text import UnstorableText
 from phoenix_stream.messages.validation import load_json
+from phoenix_stream.retrying import Backoff, retry_outages
 from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.registry import ModelRegistry, is_identifier
 from phoenix_stream.serving.router import Deployment
@@ -426,17 +427,27 @@ class DeploymentBoard(Service):
             await consumer.stop()
 
     async def _read_forever(self) -> None:
-        backoff = 0.2
-        while not self.should_stop:
-            try:
-                await self._read()
-            except (KafkaError, OSError) as exc:
-                log.warning("deployments reader: %r; reconnecting in %.1f s", exc, backoff)
-                consumer, self._consumer = self._consumer, None
-                if consumer is not None:
-                    await consumer.stop()
-                await self.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        def report(exc: BaseException, failures: int, delay: float) -> None:
+            log.warning("deployments reader: %r; reconnecting in %.1f s", exc, delay)
+
+        await retry_outages(
+            self._read_until_stopped,
+            is_outage=lambda exc: isinstance(exc, KafkaError | OSError),
+            backoff=Backoff(0.2, 5.0),
+            on_retry=report,
+            pause=self.sleep,
+        )
+
+    async def _read_until_stopped(self) -> None:
+        if self.should_stop:
+            return
+        try:
+            await self._read()
+        except (KafkaError, OSError):
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                await consumer.stop()
+            raise
 
     async def _read(self) -> None:
         consumer = AIOKafkaConsumer(

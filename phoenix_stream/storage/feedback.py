@@ -21,7 +21,6 @@ applies the migrations (``sql/0003_feedback.sql``: tables ``feedback`` and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +38,8 @@ from phoenix_stream.lifecycle.evaluation import (
 from phoenix_stream.lifecycle.evidence import ArmSummary, PairedSummary
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.label_sources import LabelSources, http_source
-from phoenix_stream.storage.sink import PredictionSink, backoff_delay, is_data_error, is_transient
+from phoenix_stream.retrying import Backoff, retry_outages
+from phoenix_stream.storage.sink import PredictionSink, is_data_error, is_transient
 
 __all__ = [
     "EVALUATION_LOCK_ID",
@@ -388,28 +388,31 @@ class FeedbackStore:
         A stopping worker still makes the attempt: a write takes milliseconds, and every
         batch written is one the next owner need not read again.
         """
-        attempt = 0
-        while True:
-            try:
-                return await self.write(items)
-            except SinkError as exc:
-                if not is_transient(exc.__cause__):
-                    raise
-                if self._is_stopping():
-                    raise SinkError(
-                        f"stopping; {len(items)} feedback labels were not written: {exc}"
-                    ) from exc.__cause__
-                delay = backoff_delay(attempt, self.min_backoff_s, self.max_backoff_s, self._rng)
-                attempt += 1
-                self.retries += 1
-                log.warning(
-                    "Writing %d feedback labels failed (attempt %d): %s; retrying in %.2f s",
-                    len(items),
-                    attempt,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+
+        def stopping(exc: BaseException) -> BaseException | None:
+            if not self._is_stopping():
+                return None
+            error = SinkError(f"stopping; {len(items)} feedback labels were not written: {exc}")
+            error.__cause__ = exc.__cause__  # the driver's error, as the outage's
+            return error
+
+        def report(exc: BaseException, failures: int, delay: float) -> None:
+            self.retries += 1
+            log.warning(
+                "Writing %d feedback labels failed (attempt %d): %s; retrying in %.2f s",
+                len(items),
+                failures,
+                exc,
+                delay,
+            )
+
+        return await retry_outages(
+            lambda: self.write(items),
+            is_outage=lambda exc: isinstance(exc, SinkError) and is_transient(exc.__cause__),
+            backoff=Backoff(self.min_backoff_s, self.max_backoff_s, self._rng),
+            on_retry=report,
+            stopping=stopping,
+        )
 
     async def expire_orphans(self, ttl_s: float, limit: int = 10_000) -> OrphanCleanup:
         """Delete up to ``limit`` orphans stored more than ``ttl_s`` seconds ago, oldest first.

@@ -9,11 +9,12 @@ five runs a median 1.17x executemany's rows/s for new rows and 1.16x for re-sent
 against 1.09x and 1.11x for unnest(), differences within this shared machine's noise;
 executemany also cannot say how many rows were new. Rows are checked first by
 :mod:`phoenix_stream.storage.rows`.
-``write_until_done`` retries connection failures with exponential backoff and jitter until
-the batch is in, which is what lets the caller commit Kafka offsets only after a successful
-write (DESIGN 4 and 7). ``write_isolating`` also survives rows PostgreSQL refuses: it
-splits a refused batch in halves until each refused row stands alone, writes the rest and
-reports those rows with PostgreSQL's reason (DESIGN 7), instead of failing the batch.
+``write_until_done`` retries connection failures with exponential backoff and jitter
+(:mod:`phoenix_stream.retrying`) until the batch is in, which is what lets the caller commit
+Kafka offsets only after a successful write (docs/architecture.md sections 4 and 7).
+``write_isolating`` also survives rows PostgreSQL refuses: it splits a refused batch in
+halves until each refused row stands alone, writes the rest and reports those rows with
+PostgreSQL's reason (docs/architecture.md section 7), instead of failing the batch.
 Rows go to ``predictions`` or, for challengers served in shadow, ``shadow_predictions``.
 """
 
@@ -32,6 +33,7 @@ from mode import Service
 
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.redaction import redact
+from phoenix_stream.retrying import Backoff, retry_outages
 from phoenix_stream.storage.migrations import apply_migrations
 from phoenix_stream.storage.rows import COLUMNS, prediction_records
 
@@ -42,7 +44,6 @@ __all__ = [
     "RowsRefused",
     "SinkReport",
     "Table",
-    "backoff_delay",
     "is_data_error",
     "is_transient",
     "isolate_rejected",
@@ -142,16 +143,6 @@ def is_transient(exc: BaseException | None) -> bool:
     return isinstance(exc, client_errors) and not isinstance(exc, _PERMANENT_CLIENT)
 
 
-def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped, jittered.
-
-    Equal jitter: a uniform draw in [d/2, d] for d = min(max_s, min_s * 2**attempt), so
-    workers hit by the same outage spread out yet never retry in a busy loop.
-    """
-    ceiling = min(max_s, min_s * 2.0 ** min(attempt, 32))
-    return rng.uniform(ceiling / 2.0, ceiling)
-
-
 class RowsRefused(SinkError):
     """PostgreSQL, or the driver encoding for it, refused the rows of a write; cause kept."""
 
@@ -247,10 +238,7 @@ class PredictionSink(Service):
         server_settings: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not 0 < min_backoff_s <= max_backoff_s:
-            raise ValueError(
-                f"need 0 < min_backoff_s <= max_backoff_s, got {min_backoff_s}, {max_backoff_s}"
-            )
+        Backoff(min_backoff_s, max_backoff_s)  # refuses bounds that cannot make a schedule
         self.dsn = dsn
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -323,19 +311,30 @@ class PredictionSink(Service):
             self._pool = pool
             return pool
 
+    def _backoff(self) -> Backoff:
+        return Backoff(self.min_backoff_s, self.max_backoff_s, self._rng)
+
     async def _open_until_ready(self) -> None:
-        attempt = 0
-        while not self.should_stop and self._pool is None:
-            await self.sleep(
-                backoff_delay(attempt, self.min_backoff_s, self.max_backoff_s, self._rng)
-            )
-            attempt += 1
-            try:
+        backoff = self._backoff()
+
+        async def open_unless_stopping() -> None:
+            if not self.should_stop:
                 await self._open()
-            except SinkError as exc:
-                log.warning("PostgreSQL still not ready (attempt %d): %s", attempt, exc)
+
+        def report(exc: BaseException, failures: int, delay: float) -> None:
+            log.warning("PostgreSQL still not ready (attempt %d): %s", failures, exc)
+
+        # on_start has just failed once: wait before the first attempt here.
+        await self.sleep(backoff.next_delay())
+        await retry_outages(
+            open_unless_stopping,
+            is_outage=lambda exc: isinstance(exc, SinkError),
+            backoff=backoff,
+            on_retry=report,
+            pause=self.sleep,
+        )
         if self._pool is not None:
-            log.info("PostgreSQL ready after %d background attempts", attempt)
+            log.info("PostgreSQL ready after %d background attempts", backoff.failures + 1)
 
     async def write(
         self,
@@ -460,26 +459,29 @@ class PredictionSink(Service):
         table: Table,
         stop_event: asyncio.Event | None,
     ) -> int:
-        attempt = 0
-        while True:
+
+        async def write_unless_stopping() -> int:
             if self.should_stop or (stop_event is not None and stop_event.is_set()):
                 raise SinkError(f"sink is stopping; {len(records)} predictions were not written")
-            try:
-                return await self._write_records(records, table)
-            except SinkError as exc:
-                if not is_transient(exc.__cause__):
-                    raise
-                delay = backoff_delay(attempt, self.min_backoff_s, self.max_backoff_s, self._rng)
-                attempt += 1
-                self.retries += 1
-                log.warning(
-                    "Writing %d predictions failed (attempt %d): %s; retrying in %.2f s",
-                    len(records),
-                    attempt,
-                    exc,
-                    delay,
-                )
-                await self._pause(delay, stop_event)
+            return await self._write_records(records, table)
+
+        def report(exc: BaseException, failures: int, delay: float) -> None:
+            self.retries += 1
+            log.warning(
+                "Writing %d predictions failed (attempt %d): %s; retrying in %.2f s",
+                len(records),
+                failures,
+                exc,
+                delay,
+            )
+
+        return await retry_outages(
+            write_unless_stopping,
+            is_outage=lambda exc: isinstance(exc, SinkError) and is_transient(exc.__cause__),
+            backoff=self._backoff(),
+            on_retry=report,
+            pause=lambda delay: self._pause(delay, stop_event),
+        )
 
     async def _pause(self, delay: float, stop_event: asyncio.Event | None) -> None:
         """Sleep ``delay`` seconds, waking early when the service stops or ``stop_event`` is set."""

@@ -21,9 +21,7 @@ Each failure is counted and logged with the agent, topic, partition and offset.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiokafka.errors
@@ -37,6 +35,7 @@ from phoenix_stream.exceptions import (
     Undeliverable,
 )
 from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.retrying import Backoff, retry_outages
 from phoenix_stream.storage.sink import is_transient as is_transient_database_error
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.records import InRecord
@@ -85,39 +84,54 @@ class FailurePolicy:
         """Handle ``records``; returns once each one is handled or dead-lettered."""
         if not records:
             return
-        backoff = self._min_backoff_s
-        while True:
-            try:
-                await handle(records)
-                return
-            except Exception as exc:
-                if self._is_stopping():
-                    # Leave the events unacked: the next owner gets them again.
-                    raise ShuttingDown(
-                        f"{self.agent}: stopping; {len(records)} records from "
-                        f"{_where(records)} left unacknowledged ({exc!r})"
-                    ) from exc
-                if not is_transient(exc):
-                    failure = exc
-                    break
-                metrics.AGENT_RETRIES.labels(agent=self.agent).inc()
-                self.watch.progress()
-                log.warning(
-                    "%s: %d records from %s failed on an outage (%r); retrying in %.1f s",
-                    self.agent,
-                    len(records),
-                    _where(records),
-                    exc,
-                    backoff,
-                )
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, self._max_backoff_s)
+        stop: list[ShuttingDown] = []  # the error raised for a stop, told from the handler's
+
+        def stopping(exc: BaseException) -> BaseException | None:
+            if self._is_stopping():
+                stop.append(self._shutting_down(records, exc))
+                return stop[-1]
+            return None
+
+        def report(exc: BaseException, failures: int, delay: float) -> None:
+            metrics.AGENT_RETRIES.labels(agent=self.agent).inc()
+            self.watch.progress()
+            log.warning(
+                "%s: %d records from %s failed on an outage (%r); retrying in %.1f s",
+                self.agent,
+                len(records),
+                _where(records),
+                exc,
+                delay,
+            )
+
+        try:
+            await retry_outages(
+                lambda: handle(records),
+                is_outage=is_transient,
+                backoff=Backoff(self._min_backoff_s, self._max_backoff_s),
+                on_retry=report,
+                stopping=stopping,
+            )
+            return
+        except Exception as exc:
+            if stop and exc is stop[-1]:
+                raise
+            if self._is_stopping():
+                # Leave the events unacked: the next owner gets them again.
+                raise self._shutting_down(records, exc) from exc
+            failure = exc
         if len(records) == 1:
             await self._dead_letter(records[0], failure)
             return
         middle = len(records) // 2
         await self.run(records[:middle], handle)
         await self.run(records[middle:], handle)
+
+    def _shutting_down(self, records: Sequence[InRecord], exc: BaseException) -> ShuttingDown:
+        return ShuttingDown(
+            f"{self.agent}: stopping; {len(records)} records from "
+            f"{_where(records)} left unacknowledged ({exc!r})"
+        )
 
     async def _dead_letter(self, record: InRecord, exc: BaseException) -> None:
         metrics.PROCESSING_ERRORS.labels(agent=self.agent).inc()
