@@ -7,7 +7,7 @@ features, each value decoded and checked into named features): orjson JSON read 
 orjson caches them), and 2x or more the standard library's json. Packed float32 with a schema id
 read 1.2x to 1.7x JSON with names restored (2x as a bare vector), but needs a schema
 registry beside Redis and rounds to float32; the feature read is not the bottleneck
-(DESIGN 8), so the self-describing format won. JSON is also readable with
+(docs/architecture.md section 8), so the self-describing format won. JSON is also readable with
 ``redis-cli GET``.
 """
 

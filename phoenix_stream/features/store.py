@@ -5,7 +5,7 @@ named features and their update time, encoded by :mod:`phoenix_stream.features.c
 Every call is bounded by short socket timeouts, and a read as a whole by twice
 ``timeout_s`` (one attempt plus the one retry that reconnects a stale connection): a dead
 or hung Redis fails fast with FeatureStoreError, so the caller can serve with defaults
-instead of hanging (DESIGN 7).
+instead of hanging (docs/architecture.md section 7).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Phase (f): ``GET /health`` latency while a worker is flooded with big batch records.
 
-DESIGN 7 asks that the event loop is never blocked long enough to stall ``/health``.
+docs/architecture.md section 7 asks that the event loop is never blocked long enough to
+stall ``/health``.
 The phase starts a worker (inference agent only, as phase (d)), waits until it is
 ready, then produces ``flood_records`` records of ``flood_batch`` requests each at once
 and probes ``/health`` at a steady rate on one connection (``health_probe``) until the

@@ -1,8 +1,9 @@
 """Kafka plumbing of the benchmark: topics, pre-producing input, waiting, reading outputs.
 
-The embedded broker reports wrong end offsets (DESIGN 6), so the end of the input is
-taken from the producer's own delivery reports, and the end of a phase from the consumer
-group's committed offsets (OffsetFetch works on it; the admin client's does not).
+The embedded broker reports wrong end offsets (docs/architecture.md section 6), so the
+end of the input is taken from the producer's own delivery reports, and the end of a
+phase from the consumer group's committed offsets (OffsetFetch works on it; the admin
+client's does not).
 """
 
 from __future__ import annotations

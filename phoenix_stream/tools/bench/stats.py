@@ -103,7 +103,8 @@ class Target:
     met: bool
 
 
-HEALTH_FLOOD_P99_MS = 50.0  # DESIGN 7: the event loop never stalls /health for long
+# docs/architecture.md section 7: the event loop never stalls /health for long
+HEALTH_FLOOD_P99_MS = 50.0
 
 
 def check_targets(result: Mapping[str, Any]) -> list[Target]:
