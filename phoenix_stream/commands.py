@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -31,7 +32,7 @@ from phoenix_stream.embedded import (
 )
 from phoenix_stream.exceptions import ConfigError, PhoenixError
 from phoenix_stream.redaction import redact
-from phoenix_stream.settings import Settings
+from phoenix_stream.settings import ENV, Settings
 from phoenix_stream.tools.tail import TOPICS as TAIL_TOPICS
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -61,7 +62,10 @@ def _version() -> str:
     "--loglevel",
     type=click.Choice(_LOG_LEVELS, case_sensitive=False),
     default=None,
-    help="Level of the project's own logs, on stderr (default PHOENIX_LOG_LEVEL, info).",
+    help=(
+        "Level of the project's own logs, on stderr (default: PHOENIX_LOG_LEVEL if set, "
+        "else info for worker and warning for the other commands)."
+    ),
 )
 @click.version_option(_version(), "--version", prog_name="phoenix-stream")
 def cli(loglevel: str | None) -> None:
@@ -78,25 +82,35 @@ def _settings() -> Settings:
         _fail(exc)
 
 
-def _log_level(settings: Settings) -> str:
+def _log_level(settings: Settings, *, unset: str | None = None) -> str:
+    """``-l``, else PHOENIX_LOG_LEVEL, else ``unset`` (when given) or the setting's default.
+
+    Commands other than ``worker`` pass ``unset="warning"``: they print their own output,
+    and the info lines of what they start (services, stores) are noise there.
+    """
     chosen = click.get_current_context().find_root().params.get("loglevel")
-    return str(chosen or settings.log_level).upper()
+    if chosen:
+        return str(chosen).upper()
+    if unset is not None and not os.environ.get(ENV["log_level"]):
+        return unset.upper()
+    return settings.log_level.upper()
 
 
 def _run(command: AsyncCommand, kwargs: dict[str, Any]) -> None:
     """Run one command to its end on ``asyncio.run``.
 
-    Logs of ``phoenix_stream`` go to stderr at ``--loglevel``, other libraries' at
-    warning and above, services' start/stop lines not at all. A ``PhoenixError`` ends
-    the command with ``error: ...`` and exit status 1, Ctrl-C with 130, SIGTERM with 143;
-    on both signals the command unwinds first (workers and services it started stop).
+    Logs of ``phoenix_stream`` go to stderr at ``--loglevel`` (warning by default), other
+    libraries' at warning and above, services' start/stop lines not at all. A
+    ``PhoenixError`` ends the command with ``error: ...`` and exit status 1, Ctrl-C with
+    130, SIGTERM with 143; on both signals the command unwinds first (workers and services
+    it started stop).
     """
     settings = _settings()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_not_service_lifecycle)
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    logging.getLogger("phoenix_stream").setLevel(_log_level(settings))
+    logging.getLogger("phoenix_stream").setLevel(_log_level(settings, unset="warning"))
     try:
         asyncio.run(_until_sigterm(command(settings, **kwargs)))
     except PhoenixError as exc:
@@ -612,7 +626,10 @@ async def drift(settings: Settings, model: str, limit: int) -> None:
     """Show MODEL's latest drift reports: per window and feature, KS D, p, drifted."""
     from phoenix_stream.drift.console import fetch_reports, render_reports
 
-    click.echo(render_reports(model, await fetch_reports(settings, model, limit)))
+    answer = await fetch_reports(settings, model, limit)
+    click.echo(render_reports(model, answer.reports))
+    if answer.warning:
+        click.echo(f"warning: {answer.warning}", err=True)
 
 
 @command(

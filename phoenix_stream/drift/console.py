@@ -8,9 +8,8 @@ commands), so the CLI needs neither the database's address nor the admin token.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -22,12 +21,17 @@ from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.lifecycle.admin_client import TIMEOUT_S, AdminError, admin_url
 from phoenix_stream.settings import Settings
 
-__all__ = ["fetch_reports", "parse_answer", "render_reports"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DriftAnswer", "fetch_reports", "parse_answer", "render_reports"]
 
 
-async def fetch_reports(settings: Settings, model: str, limit: int) -> list[DriftReport]:
+class DriftAnswer(NamedTuple):
+    """A worker's reports, newest first, and its warning when it runs no drift agent."""
+
+    reports: list[DriftReport]
+    warning: str | None = None
+
+
+async def fetch_reports(settings: Settings, model: str, limit: int) -> DriftAnswer:
     """The worker's ``limit`` latest reports of ``model``, newest first; AdminError if not."""
     url = f"{admin_url(settings)}/v1/drift/{quote(model, safe='')}"
     try:
@@ -42,7 +46,7 @@ async def fetch_reports(settings: Settings, model: str, limit: int) -> list[Drif
     return parse_answer(url, status, raw)
 
 
-def parse_answer(url: str, status: int, raw: bytes) -> list[DriftReport]:
+def parse_answer(url: str, status: int, raw: bytes) -> DriftAnswer:
     """The reports in a ``GET /v1/drift/{model}`` answer; AdminError with the worker's reason."""
     try:
         answer: Any = orjson.loads(raw)
@@ -52,15 +56,15 @@ def parse_answer(url: str, status: int, raw: bytes) -> list[DriftReport]:
         error = answer.get("error") if isinstance(answer, dict) else answer
         field = answer.get("field") if isinstance(answer, dict) else None
         raise AdminError(f"{status}: {error}" + (f" ({field})" if field else ""))
-    if isinstance(answer.get("warning"), str):
-        log.warning("%s", answer["warning"])  # the worker does not run the drift agents
+    warning = answer.get("warning")  # the worker does not run the drift agents
     reports = answer.get("reports")
     if not isinstance(reports, list):
         raise AdminError(f"{url} answered without a list of reports")
     try:
-        return [parse_report(report) for report in reports]
+        parsed = [parse_report(report) for report in reports]
     except ValidationError as exc:
         raise AdminError(f"{url} answered a report that is not valid: {exc}") from exc
+    return DriftAnswer(parsed, warning if isinstance(warning, str) else None)
 
 
 def _time(epoch: float) -> str:

@@ -86,7 +86,13 @@ def test_the_answer_is_read_as_reports() -> None:
     body = {"model": "credit", "limit": 20, "reports": [
         {**DRIFTED.as_dict(), "recorded_at": 1.7e9}, QUIET.as_dict()
     ]}  # fmt: skip
-    assert parse_answer(URL, 200, orjson.dumps(body)) == [DRIFTED, QUIET]
+    assert parse_answer(URL, 200, orjson.dumps(body)) == ([DRIFTED, QUIET], None)
+
+
+def test_the_warning_of_a_worker_without_drift_agents_is_passed_on() -> None:
+    warning = "this worker does not run the drift agents (PHOENIX_AGENTS): ..."
+    body = {"model": "credit", "limit": 20, "reports": [], "warning": warning}
+    assert parse_answer(URL, 200, orjson.dumps(body)) == ([], warning)
 
 
 @pytest.mark.parametrize(
