@@ -260,7 +260,13 @@ async def registry(
     models_dir: Path | None,
     min_reference_rows: int | None,
 ) -> None:
-    """List model versions, or validate and register a version folder (``register PATH``)."""
+    """List model versions and the roles the worker serves them in, or register a version.
+
+    ``register PATH`` validates and registers a version folder. The roles come from the
+    worker at PHOENIX_ADMIN_URL (its open ``GET /v1/deployments``); with no worker there,
+    from the PHOENIX_* deployment defaults, and the list says so.
+    """
+    from phoenix_stream.lifecycle.admin_client import admin_url, served_roles
     from phoenix_stream.serving.registration import MIN_REFERENCE_ROWS, register_version
     from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
     from phoenix_stream.serving.router import Deployment
@@ -277,14 +283,19 @@ async def registry(
         return
     if path is not None or name or version or min_reference_rows is not None:
         _fail(click.UsageError("list takes no PATH, --name, --version or --min-reference-rows"))
-    deployment = Deployment.from_settings(settings)
-    roles = {deployment.champion: "champion"}
-    if deployment.challenger is not None:
-        roles[deployment.challenger] = f"challenger ({deployment.strategy})"
     known = ModelRegistry(target)
     if not known.names():
         click.echo(f"no model versions in {target}")
         return
+    served = await served_roles(settings)
+    if served is None:
+        deployment = Deployment.from_settings(settings)
+        served = {deployment.model: {deployment.champion: "champion"}}
+        if deployment.challenger is not None:
+            served[deployment.model][deployment.challenger] = f"challenger ({deployment.strategy})"
+        click.echo(
+            f"(no worker answered at {admin_url(settings)}: roles are the PHOENIX_* defaults)"
+        )
     click.echo(
         f"{'MODEL':<16} {'VERSION':<8} {'ROLE':<22} {'CREATED_AT':<26} ACCURACY AUC    ALGORITHM"
     )
@@ -295,7 +306,7 @@ async def registry(
             except PhoenixError as exc:
                 click.echo(f"{model:<16} {number:<8} unreadable: {exc}")
                 continue
-            role = roles.get(number, "-") if model == deployment.model else "-"
+            role = served.get(model, {}).get(number, "-")
             metrics = manifest.metrics
             accuracy = f"{metrics['accuracy']:.4f}" if "accuracy" in metrics else "-"
             auc = f"{metrics['roc_auc']:.4f}" if "roc_auc" in metrics else "-"
@@ -303,9 +314,9 @@ async def registry(
                 f"{model:<16} {number:<8} {role:<22} {manifest.created_at:<26} "
                 f"{accuracy:<8} {auc:<6} {manifest.algorithm}"
             )
-    absent = sorted(set(roles) - set(known.versions(deployment.model)))
-    for number in absent:
-        click.echo(f"note: {deployment.model} {roles[number]} version {number} is not registered")
+    for model, roles in sorted(served.items()):
+        for number in sorted(set(roles) - set(known.versions(model))):
+            click.echo(f"note: {model} {roles[number]} version {number} is not registered")
 
 
 @command(

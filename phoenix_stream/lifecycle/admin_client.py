@@ -57,3 +57,38 @@ async def call(
         where = f" ({field})" if field else ""
         raise AdminError(f"{status}: {error}{where}")
     return answer
+
+
+Roles = dict[str, dict[str, str]]  # model -> version -> "champion" | "challenger (canary)"
+
+
+def roles_served(answer: Mapping[str, Any]) -> Roles:
+    """Each model's versions and their roles, from a ``GET /v1/deployments`` answer."""
+    roles: Roles = {}
+    entries = answer.get("deployments")
+    for entry in entries if isinstance(entries, list) else []:
+        serving = entry.get("serving") if isinstance(entry, Mapping) else None
+        if not isinstance(serving, Mapping) or not isinstance(serving.get("model"), str):
+            continue
+        versions = roles.setdefault(serving["model"], {})
+        if isinstance(serving.get("champion"), str):
+            versions[serving["champion"]] = "champion"
+        if isinstance(serving.get("challenger"), str):
+            versions[serving["challenger"]] = f"challenger ({serving.get('strategy')})"
+    return roles
+
+
+async def served_roles(settings: Settings, timeout_s: float = 2.0) -> Roles | None:
+    """What the worker at :func:`admin_url` serves (open endpoint), or None if none answers."""
+    url = admin_url(settings) + "/v1/deployments"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(url) as response,
+        ):
+            if response.status != 200:
+                return None
+            answer = orjson.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+        return None
+    return roles_served(answer) if isinstance(answer, dict) else None

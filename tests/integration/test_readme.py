@@ -93,6 +93,16 @@ def test_the_using_it_blocks_run_as_they_are(tmp_path: Path) -> None:
     assert "challenger 2 (ab 50%)" in output
     assert "champion 2\n" in output
     assert '"champion": "2"' in output  # the worker's GET /v1/deployments after promote
+    # registry list, before the deploys and after the promote: the roles the worker serves
+    rows = [line.split() for line in output.splitlines() if line.startswith("credit-risk ")]
+    listed = [words[:3] for words in rows if words[1].isdigit()]
+    assert listed == [
+        ["credit-risk", "1", "champion"],
+        ["credit-risk", "2", "challenger"],
+        ["credit-risk", "1", "-"],
+        ["credit-risk", "2", "champion"],
+    ]
+    assert "no worker answered" not in output
     # the default agents hold no drift monitor: the report says so, and which to enable
     assert "credit-risk: no drift reports yet" in output
     assert "warning: this worker does not run the drift agents (PHOENIX_AGENTS)" in output
