@@ -12,14 +12,16 @@ and what a retry is logged or counted as; :func:`retry_outages` takes those as a
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-__all__ = ["Backoff", "backoff_delay", "retry_outages"]
+__all__ = ["Backoff", "OnRetry", "backoff_delay", "logged_retry", "retry_outages"]
 
 T = TypeVar("T")
+OnRetry = Callable[[BaseException, int, float], None]  # (the outage, failures so far, delay)
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -57,6 +59,18 @@ class Backoff:
         self.failures = 0
 
 
+def logged_retry(
+    logger: logging.Logger, failed: str, count: Callable[[], None] = lambda: None
+) -> OnRetry:
+    """An ``on_retry`` that counts the retry and logs "{failed} (attempt n): why; retrying"."""
+
+    def report(exc: BaseException, failures: int, delay: float) -> None:
+        count()
+        logger.warning("%s (attempt %d): %s; retrying in %.2f s", failed, failures, exc, delay)
+
+    return report
+
+
 def _never_stopping(exc: BaseException) -> BaseException | None:
     return None
 
@@ -70,7 +84,7 @@ async def retry_outages(
     *,
     is_outage: Callable[[BaseException], bool],
     backoff: Backoff,
-    on_retry: Callable[[BaseException, int, float], None] = _no_report,
+    on_retry: OnRetry = _no_report,
     stopping: Callable[[BaseException], BaseException | None] = _never_stopping,
     pause: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> T:

@@ -38,7 +38,7 @@ from phoenix_stream.lifecycle.evaluation import (
 from phoenix_stream.lifecycle.evidence import ArmSummary, PairedSummary
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.label_sources import LabelSources, http_source
-from phoenix_stream.retrying import Backoff, retry_outages
+from phoenix_stream.retrying import Backoff, logged_retry, retry_outages
 from phoenix_stream.storage.sink import PredictionSink, is_data_error, is_transient
 
 __all__ = [
@@ -318,6 +318,9 @@ class FeedbackStore:
         self.retries = 0  # failed write attempts retried, for the metrics
         self._rng = random.Random()  # jitter only, not security
 
+    def _count_retry(self) -> None:
+        self.retries += 1
+
     async def write(self, items: Sequence[ParsedFeedback]) -> FeedbackReport:
         """Store a batch of Kafka labels (source ``kafka``) in one statement; SinkError on
         failure. The first label of a request_id wins, in the batch and across batches.
@@ -396,21 +399,13 @@ class FeedbackStore:
             error.__cause__ = exc.__cause__  # the driver's error, as the outage's
             return error
 
-        def report(exc: BaseException, failures: int, delay: float) -> None:
-            self.retries += 1
-            log.warning(
-                "Writing %d feedback labels failed (attempt %d): %s; retrying in %.2f s",
-                len(items),
-                failures,
-                exc,
-                delay,
-            )
-
         return await retry_outages(
             lambda: self.write(items),
             is_outage=lambda exc: isinstance(exc, SinkError) and is_transient(exc.__cause__),
             backoff=Backoff(self.min_backoff_s, self.max_backoff_s, self._rng),
-            on_retry=report,
+            on_retry=logged_retry(
+                log, f"Writing {len(items)} feedback labels failed", self._count_retry
+            ),
             stopping=stopping,
         )
 

@@ -33,7 +33,7 @@ from mode import Service
 
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.redaction import redact
-from phoenix_stream.retrying import Backoff, retry_outages
+from phoenix_stream.retrying import Backoff, logged_retry, retry_outages
 from phoenix_stream.storage.migrations import apply_migrations
 from phoenix_stream.storage.rows import COLUMNS, prediction_records
 
@@ -311,6 +311,9 @@ class PredictionSink(Service):
             self._pool = pool
             return pool
 
+    def _count_retry(self) -> None:
+        self.retries += 1
+
     def _backoff(self) -> Backoff:
         return Backoff(self.min_backoff_s, self.max_backoff_s, self._rng)
 
@@ -465,21 +468,13 @@ class PredictionSink(Service):
                 raise SinkError(f"sink is stopping; {len(records)} predictions were not written")
             return await self._write_records(records, table)
 
-        def report(exc: BaseException, failures: int, delay: float) -> None:
-            self.retries += 1
-            log.warning(
-                "Writing %d predictions failed (attempt %d): %s; retrying in %.2f s",
-                len(records),
-                failures,
-                exc,
-                delay,
-            )
-
         return await retry_outages(
             write_unless_stopping,
             is_outage=lambda exc: isinstance(exc, SinkError) and is_transient(exc.__cause__),
             backoff=self._backoff(),
-            on_retry=report,
+            on_retry=logged_retry(
+                log, f"Writing {len(records)} predictions failed", self._count_retry
+            ),
             pause=lambda delay: self._pause(delay, stop_event),
         )
 

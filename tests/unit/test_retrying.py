@@ -7,13 +7,14 @@ the agents' in test_worker_faults.py, the deployments reader's in test_deploymen
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phoenix_stream.retrying import Backoff, backoff_delay, retry_outages
+from phoenix_stream.retrying import Backoff, backoff_delay, logged_retry, retry_outages
 
 
 class Outage(Exception):
@@ -157,3 +158,17 @@ async def test_the_stop_is_asked_only_after_an_outage() -> None:
     )
     assert result == "first try"
     assert asked == []
+
+
+def test_a_logged_retry_counts_and_says_what_failed_and_when_it_tries_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counted: list[None] = []
+    logger = logging.getLogger("phoenix_stream.test_retrying")
+    report = logged_retry(logger, "Writing 3 rows failed", lambda: counted.append(None))
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        report(ConnectionResetError("reset by peer"), 2, 0.25)
+    assert len(counted) == 1
+    assert caplog.messages == [
+        "Writing 3 rows failed (attempt 2): reset by peer; retrying in 0.25 s"
+    ]
