@@ -34,7 +34,6 @@ AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "drift", "retrain
 # Faust tables (changelog topics, a recovery at every start and rebalance) and training
 # jobs inside the worker process; the drift scenario turns them on.
 DEFAULT_AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "feedback")
-ALL_AGENTS = AGENTS
 MIN_CONTROL_KEY_CHARS = 32  # a control key's length: 32 hex characters are 128 bits
 
 # Field name -> environment variable. The only place variable names are spelled.

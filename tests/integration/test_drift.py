@@ -26,7 +26,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.settings import AGENTS, Settings
 from phoenix_stream.testing import consume_json, metric_value, read_to_end
 from phoenix_stream.tools.worker_process import WorkerProcess
 from phoenix_stream.training.datagen import (
@@ -43,7 +43,7 @@ DRIFT = {
     "drift_window_s": WINDOW_S,
     "drift_min_window": 100,
     "challenger_version": "",
-    "agents": ALL_AGENTS,  # drift and retrain are opt-in
+    "agents": AGENTS,  # drift and retrain are opt-in
 }
 REQUESTS_PER_TICK = 30
 TICK_S = 0.2  # about 150 requests/s: some 300 rows a window, three times the minimum

@@ -20,7 +20,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.settings import AGENTS, Settings
 from phoenix_stream.streaming.topics import TopicState, app_topic_specs, describe_topics
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 
@@ -32,7 +32,7 @@ CHANGELOGS = ("drift-windows", "drift-monitors")
 @pytest.fixture(scope="module")
 async def declared(worker_factory: Any) -> AsyncIterator[tuple[Settings, dict[str, TopicState]]]:
     """A worker with every agent, started once, and the broker's view of its topics."""
-    worker = await worker_factory.start(agents=ALL_AGENTS)
+    worker = await worker_factory.start(agents=AGENTS)
     settings: Settings = worker.settings
     names = [spec.name for spec in app_topic_specs(settings).values()]
     names += [_changelog(settings, table) for table in CHANGELOGS]

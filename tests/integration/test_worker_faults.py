@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.settings import ALL_AGENTS, DEFAULT_AGENTS, Settings
+from phoenix_stream.settings import AGENTS, DEFAULT_AGENTS, Settings
 from phoenix_stream.testing import consume_json, covers, metric_value, prediction_rows
 from phoenix_stream.tools.worker_process import WorkerProcess
 
@@ -151,7 +151,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
 # queued records and acks them unprocessed, which lost hundreds of rows (about 1 run in 3)
 # before the consumer refused those acks (streaming/transport.py).
 @pytest.mark.brokers("tansu", "kafka")
-@pytest.mark.parametrize("agents", [DEFAULT_AGENTS, ALL_AGENTS], ids=["default-agents", "all"])
+@pytest.mark.parametrize("agents", [DEFAULT_AGENTS, AGENTS], ids=["default-agents", "all"])
 async def test_worker_joining_mid_stream_shares_the_work(
     agents: tuple[str, ...],
     worker_factory: Any,

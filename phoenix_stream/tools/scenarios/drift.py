@@ -36,7 +36,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
-from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.settings import AGENTS, Settings
 from phoenix_stream.streaming.kafka_auth import KafkaAuth
 from phoenix_stream.streaming.producers import new_producer
 from phoenix_stream.streaming.transport import track_sent_topics
@@ -135,7 +135,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
         rollout_interval_s=1.0,
         canary_step_labels=config.step_labels,
         drift_window_s=config.window_s,
-        agents=ALL_AGENTS,
+        agents=AGENTS,
         # A drift alarm's retraining learns from the traffic after the alarm (the request's
         # data_since), waiting for train_rows of it to have labels (about 20 s here).
         retrain_min_rows=config.train_rows,
