@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.settings import ALL_AGENTS
+from phoenix_stream.settings import AGENTS
 from phoenix_stream.testing import consume_json, covers, metric_reaches, prediction_rows
 from phoenix_stream.tools.worker_process import WorkerProcess
 
@@ -74,7 +74,7 @@ async def test_every_agent_dead_letters_undecodable_bytes_and_goes_on(
     worker_factory: Any, producer: AIOKafkaProducer, services: ServiceAddresses
 ) -> None:
     worker: WorkerProcess = await worker_factory.start(
-        agents=ALL_AGENTS,
+        agents=AGENTS,
         admin_token=TOKEN,
         challenger_version="",
         drift_window_s=1.0,

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.serving.registry import ModelRegistry
-from phoenix_stream.settings import ALL_AGENTS, bootstrap_servers
+from phoenix_stream.settings import AGENTS, bootstrap_servers
 from phoenix_stream.testing import consume_json, metric_reaches, metric_value
 from phoenix_stream.tools.worker_process import WorkerProcess, settings_env
 
@@ -96,7 +96,7 @@ def retrain(model: str) -> dict[str, Any]:
 async def worker(worker_factory: Any) -> WorkerProcess:
     """Every agent; retraining finds too little data (it learns from the last 5 s)."""
     started: WorkerProcess = await worker_factory.start(
-        agents=ALL_AGENTS, admin_token=TOKEN, challenger_version="", retrain_window_s=5.0
+        agents=AGENTS, admin_token=TOKEN, challenger_version="", retrain_window_s=5.0
     )
     return started
 

@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.settings import ALL_AGENTS, DEFAULT_AGENTS, Settings
+from phoenix_stream.settings import AGENTS, DEFAULT_AGENTS, Settings
 from phoenix_stream.testing import prediction_rows
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 
@@ -46,7 +46,7 @@ async def test_workers_with_different_agents_share_the_group_and_store_every_req
     settings = plain.settings
     # Same group and topics; this one has the drift agents and their tables.
     drifting: WorkerProcess = await worker_factory.start(
-        app_id=settings.app_id, topic_prefix=settings.topic_prefix, agents=ALL_AGENTS
+        app_id=settings.app_id, topic_prefix=settings.topic_prefix, agents=AGENTS
     )
     run = uuid.uuid4().hex[:8]
     ids = [f"{run}-{i}" for i in range(KAFKA_REQUESTS)]

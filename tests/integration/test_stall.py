@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.settings import ALL_AGENTS, Settings
+from phoenix_stream.settings import AGENTS, Settings
 from phoenix_stream.testing import consume_json, covers, prediction_rows
 from phoenix_stream.tools.worker_process import WorkerProcess
 
@@ -96,7 +96,7 @@ async def test_two_workers_with_every_agent_on_a_busy_cpu_answer_every_request(
     worker_factory: Any, producer: AIOKafkaProducer, services: ServiceAddresses
 ) -> None:
     overrides: dict[str, object] = {
-        "agents": ALL_AGENTS,
+        "agents": AGENTS,
         "drift_window_s": 2.0,
         "drift_min_window": 50,
         "stall_exit_s": 0.0,  # a stall must show in the assertions, not as a restart
