@@ -294,7 +294,9 @@ async def registry(
         if deployment.challenger is not None:
             served[deployment.model][deployment.challenger] = f"challenger ({deployment.strategy})"
         click.echo(
-            f"(no worker answered at {admin_url(settings)}: roles are the PHOENIX_* defaults)"
+            f"note: no worker answered at {admin_url(settings)}: the roles shown are the "
+            "PHOENIX_* deployment defaults",
+            err=True,
         )
     click.echo(
         f"{'MODEL':<16} {'VERSION':<8} {'ROLE':<22} {'CREATED_AT':<26} ACCURACY AUC    ALGORITHM"

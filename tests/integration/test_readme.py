@@ -102,7 +102,7 @@ def test_the_using_it_blocks_run_as_they_are(tmp_path: Path) -> None:
         ["credit-risk", "1", "-"],
         ["credit-risk", "2", "champion"],
     ]
-    assert "no worker answered" not in output
+    assert "no worker answered" not in output  # the roles came from the worker
     # the default agents hold no drift monitor: the report says so, and which to enable
     assert "credit-risk: no drift reports yet" in output
     assert "warning: this worker does not run the drift agents (PHOENIX_AGENTS)" in output

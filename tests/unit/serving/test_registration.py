@@ -28,6 +28,7 @@ from phoenix_stream.serving.registration import (
     validate_version,
 )
 from phoenix_stream.serving.registry import MANIFEST_FILE, MODEL_FILE, Manifest, ModelRegistry
+from phoenix_stream.tools.worker_process import free_port
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import DEMO_MODEL_NAME, ensure_demo_models
 
@@ -417,6 +418,8 @@ def run_registry(*args: str, models_dir: Path, tmp_path: Path, **env: str) -> An
             **os.environ,
             "PHOENIX_MODELS_DIR": str(models_dir),
             "PHOENIX_STATE_DIR": str(tmp_path / "state"),
+            # no worker there: the roles come from the PHOENIX_* defaults below
+            "PHOENIX_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
             **env,
         },
         timeout=120,
@@ -444,6 +447,7 @@ def test_cli_lists_versions_with_their_roles(demo_models: Path, tmp_path: Path) 
         assert f"{manifest.metrics['roc_auc']:.4f}" in row
         assert row.endswith(manifest.algorithm)
     assert "(canary)" in rows[1]
+    assert done.stderr.startswith("note: no worker answered at http://127.0.0.1:")
 
 
 def test_cli_list_notes_a_deployed_version_that_is_missing(
