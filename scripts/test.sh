@@ -20,12 +20,24 @@ MYPYPATH=build/typecheck mypy
 if [[ ",${PHOENIX_TEST_BROKERS:-tansu,kafka}," == *",kafka,"* ]]; then
   python -c 'from phoenix_stream.embedded.kafka_jars import main; main()'
 fi
-set +e
-pytest "$@"
-code=$?
-set -e
-if [ "$code" -eq 5 ]; then
-  echo "pytest collected no tests: that is a failure here" >&2
-  exit 1
+run_pytest() {
+  set +e
+  pytest "$@"
+  local code=$?
+  set -e
+  if [ "$code" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure here" >&2
+    return 1
+  fi
+  return "$code"
+}
+if [ "$#" -gt 0 ]; then
+  run_pytest "$@"
+  exit $?
 fi
-exit "$code"
+# Every test: the integration tier alone (its workers and brokers want both cores), then
+# the unit, property and fuzz tests, CPU-bound and independent, on two processes.
+status=0
+run_pytest -m integration || status=$?
+run_pytest -m "not integration" -n 2 || status=$?
+exit "$status"
