@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from phoenix_stream import metrics
 
@@ -28,6 +27,7 @@ __all__ = [
     "VariantMetrics",
     "accuracy",
     "auc",
+    "average_ranks",
     "brier",
     "log_loss",
     "log_loss_term",
@@ -98,9 +98,25 @@ def auc(labels: Numbers, scores: Numbers, min_per_class: int = AUC_MIN_PER_CLASS
     negatives = int(y.size) - positives
     if positives < max(min_per_class, 1) or negatives < max(min_per_class, 1):
         return None
-    ranks = np.asarray(rankdata(s, method="average"), dtype=np.float64)
+    ranks = average_ranks(s)
     rank_sum = float(ranks[y == 1.0].sum())
     return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``, ties given their average rank (``rankdata``'s "average").
+
+    Written here because importing ``scipy.stats`` for its ``rankdata`` cost every worker
+    1.1 s at start; tests/unit/lifecycle/test_evaluation.py checks it against scipy's.
+    """
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    # Where a run of equal values starts, and the end of the last one.
+    bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    mean_rank = (bounds[:-1] + 1 + bounds[1:]) / 2.0  # of positions start+1 .. end
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, np.diff(bounds))
+    return ranks
 
 
 @dataclass(frozen=True, slots=True)

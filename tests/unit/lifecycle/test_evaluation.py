@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from phoenix_stream import metrics as prom
@@ -15,6 +16,7 @@ from phoenix_stream.lifecycle.evaluation import (
     VariantMetrics,
     accuracy,
     auc,
+    average_ranks,
     brier,
     log_loss,
     log_loss_term,
@@ -103,3 +105,15 @@ def test_publish_sets_gauges_and_drops_a_missing_auc() -> None:
     assert prom.MODEL_ACCURACY.labels(*labels)._value.get() == 0.7
     samples = [s for m in prom.MODEL_AUC.collect() for s in m.samples]
     assert not [s for s in samples if s.labels.get("model") == "m-publish"]
+
+
+@given(
+    st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, width=32)
+        | st.sampled_from([0.0, 0.5, 1.0]),
+        max_size=200,
+    )
+)
+def test_average_ranks_are_scipys_rankdata(values: list[float]) -> None:
+    array = np.asarray(values, dtype=np.float64)
+    assert np.array_equal(average_ranks(array), rankdata(array, method="average"))
