@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_stream.commands import _until_sigterm
+from phoenix_stream.commands import until_sigterm
 from phoenix_stream.tools.worker_process import free_port
 
 
@@ -62,7 +62,7 @@ async def test_sigterm_cancels_a_command_and_lets_it_unwind() -> None:
         finally:
             unwound.append("stopped its children")
 
-    task = asyncio.create_task(_until_sigterm(command()))
+    task = asyncio.create_task(until_sigterm(command()))
     await running.wait()
     os.kill(os.getpid(), signal.SIGTERM)
     with pytest.raises(asyncio.CancelledError):
