@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from importlib import metadata
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -139,3 +141,14 @@ async def until_sigterm(command: Coroutine[Any, Any, Any]) -> None:
         await command
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def path_option(flag: str, dest: str, help: str) -> Callable[[Any], Any]:
+    """An option taking a file or folder path (None when not given)."""
+    return click.option(flag, dest, type=click.Path(path_type=Path), default=None, help=help)
+
+
+async def write_json(path: Path | None, document: Any) -> None:
+    """Write ``document`` as indented JSON to ``path``, when one was given."""
+    if path is not None:
+        await asyncio.to_thread(path.write_text, json.dumps(document, indent=2) + "\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from phoenix_stream.commands.base import command, fail
+from phoenix_stream.commands.base import command, fail, path_option
 from phoenix_stream.embedded import (
     BROKER_KINDS,
     SERVICE_NAMES,
@@ -61,12 +61,7 @@ async def services(
 
 
 @command(
-    click.option(
-        "--models-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Registry folder (default PHOENIX_MODELS_DIR).",
-    ),
+    path_option("--models-dir", "models_dir", "Registry folder (default PHOENIX_MODELS_DIR)."),
     click.option("--force/--no-force", default=False, help="Retrain even if models exist."),
 )
 async def train(settings: Settings, models_dir: Path | None, force: bool) -> None:
@@ -87,12 +82,7 @@ async def train(settings: Settings, models_dir: Path | None, force: bool) -> Non
     click.argument("path", required=False, type=click.Path(path_type=Path)),
     click.option("--name", default=None, help="Model name; must equal the manifest's."),
     click.option("--version", default=None, help="Version; must equal the manifest's."),
-    click.option(
-        "--models-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Registry folder (default PHOENIX_MODELS_DIR).",
-    ),
+    path_option("--models-dir", "models_dir", "Registry folder (default PHOENIX_MODELS_DIR)."),
     click.option(
         "--min-reference-rows",
         type=click.IntRange(min=0),

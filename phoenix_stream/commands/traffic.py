@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any, cast
 
 import click
 
-from phoenix_stream.commands.base import command
+from phoenix_stream.commands.base import command, path_option, write_json
 from phoenix_stream.embedded import (
     BROKER_KINDS,
 )
@@ -41,13 +40,7 @@ from phoenix_stream.tools.tail import TOPICS as TAIL_TOPICS
         show_default=True,
         help="rollout: how good the challenger truly is.",
     ),
-    click.option(
-        "--json",
-        "json_path",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="rollout, drift: write the result to this JSON file.",
-    ),
+    path_option("--json", "json_path", "rollout, drift: write the result to this JSON file."),
     click.option(
         "--rate",
         type=float,
@@ -111,8 +104,7 @@ async def simulate(
         outcome = await drift_scenario.run_scenario(settings, drift_config)
         click.echo(drift_scenario.format_result(outcome))
         click.echo(f"targets: {outcome['targets']}")
-        if json_path is not None:
-            await asyncio.to_thread(json_path.write_text, json.dumps(outcome, indent=2) + "\n")
+        await write_json(json_path, outcome)
         if not all(outcome["targets"].values()):
             raise SystemExit(1)
         return
@@ -132,8 +124,7 @@ async def simulate(
         result = await run_scenario(settings, config)
         click.echo(format_result(result))
         click.echo(f"targets: {result['targets']}")
-        if json_path is not None:
-            await asyncio.to_thread(json_path.write_text, json.dumps(result, indent=2) + "\n")
+        await write_json(json_path, result)
         if not all(result["targets"].values()):
             raise SystemExit(1)
         return
@@ -174,13 +165,7 @@ async def demo(settings: Settings, duration: float, rate: float, entities: int) 
 
 
 @command(
-    click.option(
-        "--json",
-        "json_path",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="Write the figures to this JSON file.",
-    ),
+    path_option("--json", "json_path", "Write the figures to this JSON file."),
     click.option(
         "--requests",
         "n_requests",
@@ -203,8 +188,7 @@ async def bench(settings: Settings, json_path: Path | None, n_requests: int, bro
 
     config = BenchConfig(requests=n_requests, broker=broker)
     result: dict[str, Any] = await run_bench(settings, config)
-    if json_path is not None:
-        await asyncio.to_thread(json_path.write_text, json.dumps(result, indent=2) + "\n")
+    await write_json(json_path, result)
 
 
 @command(
