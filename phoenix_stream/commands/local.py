@@ -66,15 +66,16 @@ async def services(
 )
 async def train(settings: Settings, models_dir: Path | None, force: bool) -> None:
     """Train the demo models (champion and challenger) into the registry."""
-    from phoenix_stream.training.train import ensure_demo_models, train_demo_models
+    from phoenix_stream.training.demo_models import demo_models_present
 
     target = models_dir or settings.models_dir
-    if force:
-        paths = await asyncio.to_thread(train_demo_models, target)
-        click.echo(f"trained {len(paths)} model versions into {target}")
-    else:
-        trained = await asyncio.to_thread(ensure_demo_models, target)
-        click.echo(f"{'trained' if trained else 'already present'}: demo models in {target}")
+    if not force and demo_models_present(target):
+        click.echo(f"already present: demo models in {target}")
+        return
+    from phoenix_stream.training.train import train_demo_models  # scikit-learn: seconds
+
+    paths = await asyncio.to_thread(train_demo_models, target)
+    click.echo(f"trained {len(paths)} model versions into {target}")
 
 
 @command(

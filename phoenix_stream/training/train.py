@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from skl2onnx import convert_sklearn
@@ -38,10 +38,15 @@ from phoenix_stream.serving.registry import (
     MODEL_FILE,
     FeatureSpec,
     Manifest,
-    ModelRegistry,
     OutputSpec,
 )
 from phoenix_stream.training.datagen import FEATURE_NAMES, PROFILE_FEATURES, make_dataset
+from phoenix_stream.training.demo_models import (
+    DEMO_MODEL_NAME,
+    DEMO_VERSIONS,
+    ModelKind,
+    demo_models_present,
+)
 
 __all__ = [
     "DEMO_MODEL_NAME",
@@ -54,9 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ModelKind = Literal["hist_gradient_boosting", "logistic_regression"]
-DEMO_MODEL_NAME = "credit-risk"
-DEMO_VERSIONS: dict[str, ModelKind] = {"1": "hist_gradient_boosting", "2": "logistic_regression"}
 INPUT_NAME = "input"
 PARITY_TOLERANCE = 1e-4  # max |p_onnx - p_sklearn| allowed on held-out rows
 REFERENCE_SIZE = 5000  # training rows kept per feature in the manifest: the drift reference
@@ -291,8 +293,7 @@ def train_demo_models(models_dir: Path, seed: int = 7, n_rows: int = 40_000) -> 
 
 def ensure_demo_models(models_dir: Path, seed: int = 7, n_rows: int = 40_000) -> bool:
     """Train the demo models unless every demo version is present; whether it trained."""
-    present = ModelRegistry(Path(models_dir)).versions(DEMO_MODEL_NAME)
-    if all(version in present for version in DEMO_VERSIONS):
+    if demo_models_present(models_dir):
         return False
     train_demo_models(models_dir, seed=seed, n_rows=n_rows)
     return True

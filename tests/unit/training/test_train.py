@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 from phoenix_stream.exceptions import TrainingError
 from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
 from phoenix_stream.training.datagen import FEATURE_NAMES, PROFILE_FEATURES, make_dataset
+from phoenix_stream.training.demo_models import demo_models_present
 from phoenix_stream.training.train import (
     DEMO_MODEL_NAME,
     REFERENCE_SIZE,
@@ -118,3 +121,27 @@ def test_mismatched_shapes_are_refused(tmp_path: Path) -> None:
     X, y = make_dataset(500, seed=1)
     with pytest.raises(ValueError):
         train_version(tmp_path, "m", "1", X[:, :5], y, "logistic_regression", 1)
+
+
+def test_demo_models_present_needs_every_demo_version(trained: Path, tmp_path: Path) -> None:
+    assert demo_models_present(trained)
+    assert not demo_models_present(tmp_path / "empty")
+    partial = tmp_path / "partial"
+    shutil.copytree(trained / DEMO_MODEL_NAME / "1", partial / DEMO_MODEL_NAME / "1")
+    assert not demo_models_present(partial)
+
+
+def test_train_with_the_models_there_imports_no_training_stack(trained: Path) -> None:
+    """What makes ``phoenix-stream train`` answer at once when there is nothing to do."""
+    code = (
+        "import sys\n"
+        "from phoenix_stream.cli import main\n"
+        "try:\n"
+        f"    main(['train', '--models-dir', {str(trained)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('sklearn', 'skl2onnx') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"already present: demo models in {trained}", "[]"]
