@@ -37,7 +37,10 @@ if [ "$#" -gt 0 ]; then
 fi
 # Every test: the integration tier alone (its workers and brokers want both cores), then
 # the unit, property and fuzz tests, CPU-bound and independent, on two processes.
+echo "set-up (venv, lint, types, jars): ${SECONDS} s"
 status=0
-run_pytest -m integration || status=$?
-run_pytest -m "not integration" -n 2 || status=$?
+run_pytest -m integration --durations=15 || status=$?
+echo "set-up and integration tier: ${SECONDS} s"
+run_pytest -m "not integration" -n 2 --durations=5 || status=$?
+echo "whole run: ${SECONDS} s"
 exit "$status"
