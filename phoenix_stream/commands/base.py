@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import click
 
+from phoenix_stream.embedded import BROKER_KINDS
 from phoenix_stream.exceptions import ConfigError, PhoenixError
 from phoenix_stream.redaction import redact
 from phoenix_stream.settings import ENV, Settings
@@ -152,3 +153,14 @@ async def write_json(path: Path | None, document: Any) -> None:
     """Write ``document`` as indented JSON to ``path``, when one was given."""
     if path is not None:
         await asyncio.to_thread(path.write_text, json.dumps(document, indent=2) + "\n")
+
+
+def broker_option(help: str) -> Callable[[Any], Any]:
+    """``--broker tansu|kafka``, the embedded broker to start (default Tansu)."""
+    return click.option(
+        "--broker",
+        type=click.Choice(list(BROKER_KINDS)),
+        default="tansu",
+        show_default=True,
+        help=help,
+    )

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from phoenix_stream.commands.base import command, fail, path_option
+from phoenix_stream.commands.base import broker_option, command, fail, path_option
 from phoenix_stream.embedded import (
-    BROKER_KINDS,
     SERVICE_NAMES,
     service_status,
     start_services,
@@ -23,13 +22,7 @@ from phoenix_stream.settings import Settings
 @command(
     click.argument("action", type=click.Choice(["up", "down", "status"])),
     click.argument("names", nargs=-1, type=click.Choice(list(SERVICE_NAMES))),
-    click.option(
-        "--broker",
-        type=click.Choice(list(BROKER_KINDS)),
-        default="tansu",
-        show_default=True,
-        help="With up: Tansu (Python only) or Apache Kafka (KRaft; needs a JDK 17+).",
-    ),
+    broker_option("With up: Tansu (Python only) or Apache Kafka (KRaft; needs a JDK 17+)."),
     click.option(
         "--brokers",
         type=click.IntRange(1, 9),

@@ -9,10 +9,7 @@ from typing import Any, cast
 
 import click
 
-from phoenix_stream.commands.base import command, path_option, write_json
-from phoenix_stream.embedded import (
-    BROKER_KINDS,
-)
+from phoenix_stream.commands.base import broker_option, command, path_option, write_json
 from phoenix_stream.settings import Settings
 from phoenix_stream.tools.tail import TOPICS as TAIL_TOPICS
 
@@ -174,13 +171,7 @@ async def demo(settings: Settings, duration: float, rate: float, entities: int) 
         show_default=True,
         help="Requests per throughput phase.",
     ),
-    click.option(
-        "--broker",
-        type=click.Choice(list(BROKER_KINDS)),
-        default="tansu",
-        show_default=True,
-        help="Embedded broker to start (unless every PHOENIX_*_URL is set): tansu or kafka.",
-    ),
+    broker_option("Embedded broker to start (unless every PHOENIX_*_URL is set): tansu or kafka."),
 )
 async def bench(settings: Settings, json_path: Path | None, n_requests: int, broker: str) -> None:
     """Measure baseline, Faust floor, pipeline, batch pipeline, latency and HTTP."""
