@@ -6,7 +6,9 @@ sends one counts record per version to ``drift-counts`` (keyed ``model/version``
 time (Faust writes a table only inside the event's own iteration), and closes a window
 (and deletes it from the table) once counts arrive from a window a full window after its
 end; counts of a window already closed are left out (``phoenix_drift_late_counts_total``).
-The rule is ``drift.windows.PendingWindows``. The monitor tests a closed window, and the
+That logic is ``drift.keeper.DriftWindowKeeper`` (the close rule alone is
+``drift.windows.PendingWindows``); this module decodes and checks the counts records and
+publishes what the keeper reports. The monitor tests a closed window, and the
 report goes to the ``drift`` topic, PostgreSQL and Prometheus; an alarm asks for one
 retraining (``retrain`` topic, deduplicated by its trigger id) when
 ``PHOENIX_AUTO_RETRAIN`` is on. Both run under the one failure policy.
@@ -17,208 +19,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from phoenix_stream import metrics
-from phoenix_stream.app import (
-    app,
-    drift_counts_topic,
-    predictions_topic,
-    settings,
-)
 from phoenix_stream.drift.counts import count_predictions, decode_counts
+from phoenix_stream.drift.keeper import DriftWindowKeeper
 from phoenix_stream.drift.metrics_export import DriftMetrics
-from phoenix_stream.drift.monitor import DriftMonitor
 from phoenix_stream.drift.report import DriftReport
-from phoenix_stream.drift.windows import PendingWindows
 from phoenix_stream.exceptions import ShuttingDown, ValidationError
 from phoenix_stream.lifecycle.retraining import RetrainRequest
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.validation import load_json
 from phoenix_stream.storage.drift import DriftStore
 from phoenix_stream.streaming.batches import run_batches
-from phoenix_stream.streaming.records import InRecord, OutRecord
-from phoenix_stream.tables.drift import drift_monitors, drift_windows
+from phoenix_stream.tables.drift import FaustWindowCounts, drift_tables
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 log = logging.getLogger(__name__)
-
-WINDOW_S = settings.drift_window_s
-
-
-@app.agent(predictions_topic, name="phoenix.drift-collector")
-async def drift_collector(stream: Any) -> None:
-    """Bin served champion predictions per version; one counts record per version a batch."""
-    runtime = app.runtime
-    references = runtime.drift_references
-
-    async def handle(records: Sequence[InRecord]) -> None:
-        predictions: list[dict[str, Any]] = []
-        for record in records:
-            try:
-                value = load_json(record.value or b"")
-            except ValueError:
-                continue  # the sink dead-letters what is not a prediction
-            if isinstance(value, dict):
-                predictions.append(value)
-        keys = {(str(p.get("model")), str(p.get("version"))) for p in predictions}
-        await references.prepare(keys)
-        batches = count_predictions(predictions, references)
-        topic = settings.topic("drift-counts")
-        await runtime.emitter.emit(
-            [OutRecord(topic, batch.key.encode(), batch.encode()) for batch in batches]
-        )
-
-    await run_batches(
-        stream,
-        handle,
-        runtime.failure_policy("drift-collector"),
-        take=settings.take_max,
-        within_s=settings.take_within_ms / 1000.0,
-    )
-
-
-@app.agent(drift_counts_topic, name="phoenix.drift-windows")
-async def drift_window_agent(stream: Any) -> None:
-    """Add counts into the current window; close the previous window when time moves on."""
-    # drift-counts has the tables' partition count (TopicDeclarations creates it before
-    # the consumer subscribes): every table write relies on that co-partitioning.
-    runtime = app.runtime
-    store = DriftStore(runtime.sink)
-    windows = PendingWindows(WINDOW_S)
-    exported = DriftMetrics()
-    policy = runtime.failure_policy("drift-windows")
-
-    async def handle(records: Sequence[InRecord]) -> None:
-        for record in records:
-            try:
-                batch = decode_counts(record.value)
-            except ValidationError as exc:
-                dead = runtime.dead_letters.record(
-                    record, "invalid_drift_counts", str(exc), field=exc.field
-                )
-                await runtime.emitter.emit([dead])
-                continue
-            # A version not in the registry would grow the tables and the metrics with
-            # names anyone can write: refused here, by name.
-            if batch.version not in runtime.registry.versions(batch.model):
-                reason = f"no model {batch.model!r} version {batch.version!r} in the registry"
-                dead = runtime.dead_letters.record(
-                    record, "invalid_drift_counts", reason, field="model"
-                )
-                await runtime.emitter.emit([dead])
-                continue
-            # Counts of another shape than the version's bins would break the window they
-            # land in (and every good record after them): refused here, by name.
-            await runtime.drift_references.prepare([(batch.model, batch.version)])
-            bins = runtime.drift_references.bins(batch.model, batch.version)
-            expected = None if bins is None else bins.reference_counts.shape
-            if expected is not None and batch.counts.shape != expected:
-                reason = (
-                    f"counts must be {expected[0]} x {expected[1]} for {batch.key}, "
-                    f"not {batch.counts.shape[0]} x {batch.counts.shape[1]}"
-                )
-                dead = runtime.dead_letters.record(
-                    record, "invalid_drift_counts", reason, field="counts"
-                )
-                await runtime.emitter.emit([dead])
-                continue
-            await _add(batch.key, batch.model, batch.version, batch.counts, record)
-
-    async def _add(
-        key: str, model: str, version: str, counts: np.ndarray, record: InRecord
-    ) -> None:
-        now = record.timestamp or time.time()
-        state: dict[str, Any] = dict(drift_monitors[key])
-        step = windows.step(state, now)
-        if step.late:
-            metrics.DRIFT_LATE_COUNTS.labels(model=model).inc()
-            return
-        for open_start in step.close:
-            await _close(key, model, version, open_start, now, state)
-            _forget(key, open_start)
-        state.pop("open_start", None)
-        state["pending"] = list(step.pending)
-        window = dict(drift_windows[key].current())
-        previous = window.get("counts")
-        total = counts if previous is None else np.asarray(previous, np.int64) + counts
-        drift_windows[key] = {"counts": total.tolist(), "n": int(window.get("n", 0)) + 1}
-        drift_monitors[key] = state  # reassigned: a mutated value would miss the changelog
-
-    def _forget(key: str, closed_start: float) -> None:
-        # Delete the key's windows up to the one just closed, with changelog tombstones:
-        # the table has no expiry (tables/drift.py), so this is what bounds its memory.
-        for stored in list(drift_windows.table.data.keys()):
-            table_key, window_range = stored
-            if table_key == key and window_range[0] <= closed_start:
-                del drift_windows[key][window_range]
-
-    async def _close(
-        key: str, model: str, version: str, start: float, now: float, state: dict[str, Any]
-    ) -> None:
-        await runtime.drift_references.prepare([(model, version)])
-        bins = runtime.drift_references.bins(model, version)
-        if bins is None:
-            log.warning(
-                "drift: %s/%s cannot be loaded; window %s not tested", model, version, start
-            )
-            return
-        # The value of the window holding ``start`` (its middle, to stay clear of the edges).
-        closed = dict(drift_windows[key].delta(now - (start + WINDOW_S / 2)))
-        counts = np.asarray(closed.get("counts") or np.zeros_like(bins.reference_counts))
-        saved = state.get("monitor")
-        rule = runtime.drift_references.rule
-        monitor = (
-            DriftMonitor.from_state(saved, bins, rule)
-            if isinstance(saved, dict)
-            else DriftMonitor(model, version, bins, rule)
-        )
-        if monitor.already_closed(start):
-            return  # a replay after a restart: this window was judged already
-        report = monitor.close_window(counts, start, start + WINDOW_S)
-        await _publish(report)
-        state["monitor"] = monitor.state()
-
-    async def _publish(report: DriftReport) -> None:
-        # Only the newly stored: a window closed again (a replay after a crash, a second
-        # owner) is not counted twice (DriftMetrics' contract).
-        exported.publish(await store.record([report]))
-        out = [OutRecord(settings.topic("drift"), report.model.encode(), report.encode())]
-        if report.alarm:
-            log.warning(
-                "drift alarm %s: %s drifted in %d windows in a row",
-                report.trigger_id,
-                ", ".join(report.drifted_features()),
-                report.consecutive,
-            )
-        if settings.auto_retrain and report.alarm:
-            # One request per alarm (a replayed window repeats it: the job runs a trigger
-            # once). It learns from the traffic after the alarm's window: what came
-            # before is the world that drifted away, and in a gradual shift the way there.
-            request = RetrainRequest(
-                model=report.model,
-                reason=f"drift alarm: {', '.join(report.drifted_features())}",
-                requested_at=time.time(),
-                actor="drift-monitor",
-                trigger_id=report.trigger_id,
-                report=_summary(report),
-                data_since=report.window_end,
-            )
-            topic = settings.topic("retrain")
-            out.append(
-                OutRecord(topic, report.model.encode(), request.seal(runtime.control_auth, topic))
-            )
-        await runtime.emitter.emit(out)
-
-    policy.watch.attach(stream)
-    async for event in stream.events():  # one at a time: table writes need the event
-        record = InRecord.of(event.message)
-        try:
-            with policy.watch.holding([record]):
-                await policy.run([record], handle)
-        except ShuttingDown as exc:  # left unacked; ending beats a restart mid-stop
-            log.warning("%s; the agent ends with the stop", exc)
-            return
 
 
 def _summary(report: DriftReport) -> dict[str, Any]:
@@ -233,3 +51,139 @@ def _summary(report: DriftReport) -> dict[str, Any]:
         "drifted": report.drifted_features(),
         "trigger_id": report.trigger_id,
     }
+
+
+def register(app: PhoenixApp) -> None:
+    """The drift agents, and the drift tables they own."""
+    settings = app.settings
+    window_s = settings.drift_window_s
+    tables = drift_tables(app)
+    drift_windows, drift_monitors = tables.windows, tables.monitors
+
+    @app.agent(app.phoenix_topics.predictions, name="phoenix.drift-collector")
+    async def drift_collector(stream: Any) -> None:
+        """Bin served champion predictions per version; one counts record per version a batch."""
+        runtime = app.runtime
+        references = runtime.drift_references
+
+        async def handle(records: Sequence[InRecord]) -> None:
+            predictions: list[dict[str, Any]] = []
+            for record in records:
+                try:
+                    value = load_json(record.value or b"")
+                except ValueError:
+                    continue  # the sink dead-letters what is not a prediction
+                if isinstance(value, dict):
+                    predictions.append(value)
+            keys = {(str(p.get("model")), str(p.get("version"))) for p in predictions}
+            await references.prepare(keys)
+            batches = count_predictions(predictions, references)
+            topic = settings.topic("drift-counts")
+            await runtime.emitter.emit(
+                [OutRecord(topic, batch.key.encode(), batch.encode()) for batch in batches]
+            )
+
+        await run_batches(
+            stream,
+            handle,
+            runtime.failure_policy("drift-collector"),
+            take=settings.take_max,
+            within_s=settings.take_within_ms / 1000.0,
+        )
+
+    @app.agent(app.phoenix_topics.drift_counts, name="phoenix.drift-windows")
+    async def drift_window_agent(stream: Any) -> None:
+        """Add counts into the current window; close the previous window when time moves on."""
+        # drift-counts has the tables' partition count (TopicDeclarations creates it before
+        # the consumer subscribes): every table write relies on that co-partitioning.
+        runtime = app.runtime
+        store = DriftStore(runtime.database)
+        exported = DriftMetrics()
+        policy = runtime.failure_policy("drift-windows")
+
+        async def handle(records: Sequence[InRecord]) -> None:
+            for record in records:
+                try:
+                    batch = decode_counts(record.value)
+                except ValidationError as exc:
+                    dead = runtime.dead_letters.record(
+                        record, "invalid_drift_counts", str(exc), field=exc.field
+                    )
+                    await runtime.emitter.emit([dead])
+                    continue
+                # A version not in the registry would grow the tables and the metrics with
+                # names anyone can write: refused here, by name.
+                if batch.version not in runtime.registry.versions(batch.model):
+                    reason = f"no model {batch.model!r} version {batch.version!r} in the registry"
+                    dead = runtime.dead_letters.record(
+                        record, "invalid_drift_counts", reason, field="model"
+                    )
+                    await runtime.emitter.emit([dead])
+                    continue
+                # Counts of another shape than the version's bins would break the window they
+                # land in (and every good record after them): refused here, by name.
+                await runtime.drift_references.prepare([(batch.model, batch.version)])
+                bins = runtime.drift_references.bins(batch.model, batch.version)
+                expected = None if bins is None else bins.reference_counts.shape
+                if expected is not None and batch.counts.shape != expected:
+                    reason = (
+                        f"counts must be {expected[0]} x {expected[1]} for {batch.key}, "
+                        f"not {batch.counts.shape[0]} x {batch.counts.shape[1]}"
+                    )
+                    dead = runtime.dead_letters.record(
+                        record, "invalid_drift_counts", reason, field="counts"
+                    )
+                    await runtime.emitter.emit([dead])
+                    continue
+                now = record.timestamp or time.time()
+                await keeper.add(batch.key, batch.model, batch.version, batch.counts, now)
+
+        async def _publish(report: DriftReport) -> None:
+            # Only the newly stored: a window closed again (a replay after a crash, a second
+            # owner) is not counted twice (DriftMetrics' contract).
+            exported.publish(await store.record([report]))
+            out = [OutRecord(settings.topic("drift"), report.model.encode(), report.encode())]
+            if report.alarm:
+                log.warning(
+                    "drift alarm %s: %s drifted in %d windows in a row",
+                    report.trigger_id,
+                    ", ".join(report.drifted_features()),
+                    report.consecutive,
+                )
+            if settings.auto_retrain and report.alarm:
+                # One request per alarm (a replayed window repeats it: the job runs a trigger
+                # once). It learns from the traffic after the alarm's window: what came
+                # before is the world that drifted away, and in a gradual shift the way there.
+                request = RetrainRequest(
+                    model=report.model,
+                    reason=f"drift alarm: {', '.join(report.drifted_features())}",
+                    requested_at=time.time(),
+                    actor="drift-monitor",
+                    trigger_id=report.trigger_id,
+                    report=_summary(report),
+                    data_since=report.window_end,
+                )
+                topic = settings.topic("retrain")
+                out.append(
+                    OutRecord(
+                        topic, report.model.encode(), request.seal(runtime.control_auth, topic)
+                    )
+                )
+            await runtime.emitter.emit(out)
+
+        keeper = DriftWindowKeeper(
+            FaustWindowCounts(drift_windows, window_s),
+            drift_monitors,
+            runtime.drift_references,
+            window_s,
+            _publish,
+        )
+        policy.watch.attach(stream)
+        async for event in stream.events():  # one at a time: table writes need the event
+            record = InRecord.of(event.message)
+            try:
+                with policy.watch.holding([record]):
+                    await policy.run([record], handle)
+            except ShuttingDown as exc:  # left unacked; ending beats a restart mid-stop
+                log.warning("%s; the agent ends with the stop", exc)
+                return

@@ -19,27 +19,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phoenix_stream import metrics
-from phoenix_stream.app import app, feedback_topic, settings
 from phoenix_stream.exceptions import PhoenixError
 from phoenix_stream.lifecycle import evaluation
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, decode_feedback
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.storage.feedback import FeedbackReport
 from phoenix_stream.streaming.batches import run_batches
-from phoenix_stream.streaming.records import InRecord, OutRecord
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 log = logging.getLogger(__name__)
 
 # Conflicting labels are logged at most this often, seconds (counted always).
 CONFLICT_LOG_EVERY_S = 60.0
-# Orphans are looked for a few times per TTL, at most once a minute, seconds.
-ORPHAN_SWEEP_S = min(60.0, max(1.0, settings.feedback_orphan_ttl_s / 4))
 # Orphans one sweep statement looks at, rows; a sweep runs as many statements as the
 # orphan bound needs, so it always clears every expired orphan.
 ORPHAN_SWEEP_ROWS = 10_000
-ORPHAN_SWEEP_STATEMENTS = settings.feedback_orphan_max // ORPHAN_SWEEP_ROWS + 2
 
 
 class _ConflictLog:
@@ -64,125 +63,127 @@ class _ConflictLog:
         self._last = now
 
 
-_conflicts = _ConflictLog(CONFLICT_LOG_EVERY_S)
+def register(app: PhoenixApp) -> None:
+    """The ``phoenix.feedback`` agent, and its evaluation and orphan-sweep timers."""
+    settings = app.settings
+    # Orphans are looked for a few times per TTL, at most once a minute, seconds.
+    orphan_sweep_s = min(60.0, max(1.0, settings.feedback_orphan_ttl_s / 4))
+    orphan_sweep_statements = settings.feedback_orphan_max // ORPHAN_SWEEP_ROWS + 2
+    conflicts = _ConflictLog(CONFLICT_LOG_EVERY_S)
 
+    @app.agent(app.phoenix_topics.feedback, name="phoenix.feedback")
+    async def feedback(stream: Any) -> None:
+        """Store each request's first true label once in PostgreSQL."""
+        runtime = app.runtime
+        store = runtime.feedback
 
-@app.agent(feedback_topic, name="phoenix.feedback")
-async def feedback(stream: Any) -> None:
-    """Store each request's first true label once in PostgreSQL."""
-    runtime = app.runtime
-    store = runtime.feedback
-
-    async def handle(records: Sequence[InRecord]) -> None:
-        now = time.time()
-        items: list[ParsedFeedback] = []
-        origin: dict[str, InRecord] = {}  # request_id -> its record, for an overflow letter
-        dead: list[OutRecord] = []
-        for record in records:
-            for decoded in decode_feedback(
-                record.value,
-                now=now,
-                max_bytes=settings.max_record_bytes,
-                max_batch=settings.max_batch_requests,
-            ):
-                if isinstance(decoded, ParsedFeedback):
-                    items.append(decoded)
-                    origin.setdefault(decoded.request_id, record)
-                    continue
-                dead.append(
-                    runtime.dead_letters.record(
-                        record,
-                        decoded.kind,
-                        decoded.error,
-                        field=decoded.field,
-                        original=decoded.original,
-                        batch_index=decoded.batch_index,
+        async def handle(records: Sequence[InRecord]) -> None:
+            now = time.time()
+            items: list[ParsedFeedback] = []
+            origin: dict[str, InRecord] = {}  # request_id -> its record, for an overflow letter
+            dead: list[OutRecord] = []
+            for record in records:
+                for decoded in decode_feedback(
+                    record.value,
+                    now=now,
+                    max_bytes=settings.max_record_bytes,
+                    max_batch=settings.max_batch_requests,
+                ):
+                    if isinstance(decoded, ParsedFeedback):
+                        items.append(decoded)
+                        origin.setdefault(decoded.request_id, record)
+                        continue
+                    dead.append(
+                        runtime.dead_letters.record(
+                            record,
+                            decoded.kind,
+                            decoded.error,
+                            field=decoded.field,
+                            original=decoded.original,
+                            batch_index=decoded.batch_index,
+                        )
                     )
+            if items:
+                retries_before = store.retries
+                report = await store.write_until_done(items)
+                metrics.SINK_RETRIES.inc(store.retries - retries_before)
+                metrics.FEEDBACK_ROWS.inc(report.written)
+                metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
+                metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
+                metrics.FEEDBACK_ORPHANS.inc(report.orphans)
+                metrics.FEEDBACK_ORPHANS_REFUSED.inc(len(report.overflow))
+                conflicts.add(report, now)
+                dead.extend(
+                    runtime.dead_letters.record(
+                        origin[item.request_id],
+                        "orphan_overflow",
+                        f"no stored prediction for this request, and {store.orphan_max} labels "
+                        "without one are held already (PHOENIX_FEEDBACK_ORPHAN_MAX)",
+                        field="request_id",
+                        original=None if item.batch_index is None else item.to_json(),
+                        batch_index=item.batch_index,
+                    )
+                    for item in report.overflow
                 )
-        if items:
-            retries_before = store.retries
-            report = await store.write_until_done(items)
-            metrics.SINK_RETRIES.inc(store.retries - retries_before)
-            metrics.FEEDBACK_ROWS.inc(report.written)
-            metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
-            metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
-            metrics.FEEDBACK_ORPHANS.inc(report.orphans)
-            metrics.FEEDBACK_ORPHANS_REFUSED.inc(len(report.overflow))
-            _conflicts.add(report, now)
-            dead.extend(
-                runtime.dead_letters.record(
-                    origin[item.request_id],
-                    "orphan_overflow",
-                    f"no stored prediction for this request, and {store.orphan_max} labels "
-                    "without one are held already (PHOENIX_FEEDBACK_ORPHAN_MAX)",
-                    field="request_id",
-                    original=None if item.batch_index is None else item.to_json(),
-                    batch_index=item.batch_index,
-                )
-                for item in report.overflow
-            )
-        if dead:
-            await runtime.emitter.emit(dead)
+            if dead:
+                await runtime.emitter.emit(dead)
 
-    await run_batches(
-        stream,
-        handle,
-        runtime.failure_policy("feedback"),
-        take=settings.sink_batch,
-        within_s=settings.sink_within_ms / 1000.0,
-    )
-
-
-async def evaluate_models() -> None:
-    """Evaluate every model: set the gauges and store the evaluation (about once per period)."""
-    runtime = app.runtime
-    for model in runtime.deployments.names():
-        try:
-            results = await runtime.feedback.evaluate(model, settings.evaluation_window)
-            evaluation.publish(model, results)
-            await runtime.feedback.record_evaluation(
-                model,
-                results,
-                settings.evaluation_window,
-                min_gap_s=settings.evaluation_interval_s / 2,
-            )
-        except PhoenixError as exc:  # PostgreSQL down: the next period tries again
-            log.warning("Evaluating %s failed: %s", model, exc)
-        except Exception:
-            # A bug must not end the timer: Faust would crash the worker with it.
-            log.exception("Evaluating %s failed unexpectedly", model)
-
-
-async def expire_orphan_feedback() -> None:
-    """Delete feedback that found no prediction within the TTL, every expired one.
-
-    Bounded statements of ``ORPHAN_SWEEP_ROWS`` until one finds fewer: at most
-    ``ORPHAN_SWEEP_STATEMENTS``, enough for ``PHOENIX_FEEDBACK_ORPHAN_MAX`` orphans.
-    """
-    expired = adopted = 0
-    try:
-        for _ in range(ORPHAN_SWEEP_STATEMENTS):
-            swept = await app.runtime.feedback.expire_orphans(
-                settings.feedback_orphan_ttl_s, ORPHAN_SWEEP_ROWS
-            )
-            expired += swept.expired
-            adopted += swept.adopted
-            if swept.expired + swept.adopted < ORPHAN_SWEEP_ROWS:
-                break
-    except PhoenixError as exc:
-        log.warning("Expiring orphan feedback failed: %s", exc)
-    except Exception:
-        log.exception("Expiring orphan feedback failed unexpectedly")  # the timer goes on
-    metrics.FEEDBACK_ORPHANS_EXPIRED.inc(expired)
-    if expired:
-        log.info(
-            "Deleted %d orphan feedback labels older than %.0f s (%d found their prediction)",
-            expired,
-            settings.feedback_orphan_ttl_s,
-            adopted,
+        await run_batches(
+            stream,
+            handle,
+            runtime.failure_policy("feedback"),
+            take=settings.sink_batch,
+            within_s=settings.sink_within_ms / 1000.0,
         )
 
+    async def evaluate_models() -> None:
+        """Evaluate every model: set the gauges and store the evaluation (about once per period)."""
+        runtime = app.runtime
+        for model in runtime.deployments.names():
+            try:
+                results = await runtime.feedback.evaluate(model, settings.evaluation_window)
+                evaluation.publish(model, results)
+                await runtime.feedback.record_evaluation(
+                    model,
+                    results,
+                    settings.evaluation_window,
+                    min_gap_s=settings.evaluation_interval_s / 2,
+                )
+            except PhoenixError as exc:  # PostgreSQL down: the next period tries again
+                log.warning("Evaluating %s failed: %s", model, exc)
+            except Exception:
+                # A bug must not end the timer: Faust would crash the worker with it.
+                log.exception("Evaluating %s failed unexpectedly", model)
 
-# Registered by call, not as decorators: Faust's timer decorator is untyped.
-app.timer(settings.evaluation_interval_s, name="phoenix.evaluate_models")(evaluate_models)
-app.timer(ORPHAN_SWEEP_S, name="phoenix.expire_orphan_feedback")(expire_orphan_feedback)
+    async def expire_orphan_feedback() -> None:
+        """Delete feedback that found no prediction within the TTL, every expired one.
+
+        Bounded statements of ``ORPHAN_SWEEP_ROWS`` until one finds fewer: at most
+        ``orphan_sweep_statements``, enough for ``PHOENIX_FEEDBACK_ORPHAN_MAX`` orphans.
+        """
+        expired = adopted = 0
+        try:
+            for _ in range(orphan_sweep_statements):
+                swept = await app.runtime.feedback.expire_orphans(
+                    settings.feedback_orphan_ttl_s, ORPHAN_SWEEP_ROWS
+                )
+                expired += swept.expired
+                adopted += swept.adopted
+                if swept.expired + swept.adopted < ORPHAN_SWEEP_ROWS:
+                    break
+        except PhoenixError as exc:
+            log.warning("Expiring orphan feedback failed: %s", exc)
+        except Exception:
+            log.exception("Expiring orphan feedback failed unexpectedly")  # the timer goes on
+        metrics.FEEDBACK_ORPHANS_EXPIRED.inc(expired)
+        if expired:
+            log.info(
+                "Deleted %d orphan feedback labels older than %.0f s (%d found their prediction)",
+                expired,
+                settings.feedback_orphan_ttl_s,
+                adopted,
+            )
+
+    # Registered by call, not as decorators: Faust's timer decorator is untyped.
+    app.timer(settings.evaluation_interval_s, name="phoenix.evaluate_models")(evaluate_models)
+    app.timer(orphan_sweep_s, name="phoenix.expire_orphan_feedback")(expire_orphan_feedback)

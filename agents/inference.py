@@ -9,35 +9,34 @@ policy, and acks the events only after every output record was delivered.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from phoenix_stream.app import (
-    app,
-    dead_letters_topic,
-    predictions_topic,
-    requests_topic,
-    settings,
-    shadow_predictions_topic,
-)
+from phoenix_stream.messages.records import InRecord
 from phoenix_stream.streaming.batches import run_batches
-from phoenix_stream.streaming.records import InRecord
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 
-@app.agent(requests_topic, name="phoenix.inference")
-async def inference(stream: Any) -> None:
-    """Score every request on ``requests``; bad records go to ``dead-letters``."""
-    for topic in (predictions_topic, shadow_predictions_topic, dead_letters_topic):
-        await topic.maybe_declare()
-    pipeline = app.runtime.pipeline
+def register(app: PhoenixApp) -> None:
+    """The ``phoenix.inference`` agent, on the requests topic."""
+    topics, settings = app.phoenix_topics, app.settings
 
-    async def handle(records: Sequence[InRecord]) -> None:
-        await pipeline.process(records)
+    @app.agent(topics.requests, name="phoenix.inference")
+    async def inference(stream: Any) -> None:
+        """Score every request on ``requests``; bad records go to ``dead-letters``."""
+        for topic in (topics.predictions, topics.shadow_predictions, topics.dead_letters):
+            await topic.maybe_declare()
+        pipeline = app.runtime.pipeline
 
-    await run_batches(
-        stream,
-        handle,
-        app.runtime.failure_policy("inference"),
-        take=settings.take_max,
-        within_s=settings.take_within_ms / 1000.0,
-        groups=pipeline.groups,
-    )
+        async def handle(records: Sequence[InRecord]) -> None:
+            await pipeline.process(records)
+
+        await run_batches(
+            stream,
+            handle,
+            app.runtime.failure_policy("inference"),
+            take=settings.take_max,
+            within_s=settings.take_within_ms / 1000.0,
+            groups=pipeline.groups,
+        )

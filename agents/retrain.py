@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from phoenix_stream.app import app, retrain_topic
 from phoenix_stream.exceptions import Unauthenticated, ValidationError
 from phoenix_stream.lifecycle import control_auth
 from phoenix_stream.lifecycle.retraining import read_request
+from phoenix_stream.messages.records import InRecord
 from phoenix_stream.streaming.batches import run_batches
-from phoenix_stream.streaming.records import InRecord
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +28,31 @@ log = logging.getLogger(__name__)
 RETRAIN_PATIENCE_S = 900.0
 
 
-@app.agent(retrain_topic, name="phoenix.retrain")
-async def retrain(stream: Any) -> None:
-    """Run one retraining per request, in order."""
-    runtime = app.runtime
+def register(app: PhoenixApp) -> None:
+    """The ``phoenix.retrain`` agent, on the retrain topic."""
 
-    async def handle(records: Sequence[InRecord]) -> None:
-        for record in records:
-            try:
-                request = read_request(record.topic, record.key, record.value, runtime.control_auth)
-            except ValidationError as exc:
-                kind = control_auth.KIND if isinstance(exc, Unauthenticated) else "invalid_retrain"
-                dead = runtime.dead_letters.record(record, kind, str(exc), field=exc.field)
-                await runtime.emitter.emit([dead])
-                continue
-            outcome = await runtime.retrain.run(request)
-            log.info("retrain %s: %s", request.model, outcome.as_dict())
+    @app.agent(app.phoenix_topics.retrain, name="phoenix.retrain")
+    async def retrain(stream: Any) -> None:
+        """Run one retraining per request, in order."""
+        runtime = app.runtime
 
-    # A job waits for labels (polling: progress) and then trains in a thread: one await
-    # that may take minutes on a busy machine, not a stall.
-    policy = runtime.failure_policy("retrain", patience_s=RETRAIN_PATIENCE_S)
-    await run_batches(stream, handle, policy, take=10, within_s=0.5)
+        async def handle(records: Sequence[InRecord]) -> None:
+            for record in records:
+                try:
+                    request = read_request(
+                        record.topic, record.key, record.value, runtime.control_auth
+                    )
+                except ValidationError as exc:
+                    kind = (
+                        control_auth.KIND if isinstance(exc, Unauthenticated) else "invalid_retrain"
+                    )
+                    dead = runtime.dead_letters.record(record, kind, str(exc), field=exc.field)
+                    await runtime.emitter.emit([dead])
+                    continue
+                outcome = await runtime.retrain.run(request)
+                log.info("retrain %s: %s", request.model, outcome.as_dict())
+
+        # A job waits for labels (polling: progress) and then trains in a thread: one await
+        # that may take minutes on a busy machine, not a stall.
+        policy = runtime.failure_policy("retrain", patience_s=RETRAIN_PATIENCE_S)
+        await run_batches(stream, handle, policy, take=10, within_s=0.5)

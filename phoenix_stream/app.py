@@ -1,15 +1,21 @@
-"""The one ``faust.App`` of phoenix-stream; everything imports it from here.
+"""The ``faust.App`` of phoenix-stream, built by ``create_app(settings)``.
 
 Run a worker with ``phoenix-stream worker`` (the same as
 ``faust -A phoenix_stream.app worker``). Configuration comes only from ``Settings``
 (``PHOENIX_*`` variables): the app is built with ``env={}`` so that Faust's own
 variables such as ``BROKER_URL`` cannot override it behind our back.
+
+Importing this module builds nothing: ``create_app`` declares the topics, builds the
+runtime and registers the agents and routes explicitly (each module's ``register``).
+``phoenix_stream.app.app`` (what ``faust -A`` looks up) is the app of
+``Settings.from_env()``, built on first access and the same object after that.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -18,6 +24,13 @@ from mode import ServiceT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from phoenix_stream.agents import deployments as deployments_agent
+from phoenix_stream.agents import drift as drift_agents
+from phoenix_stream.agents import feedback as feedback_agent
+from phoenix_stream.agents import inference as inference_agent
+from phoenix_stream.agents import retrain as retrain_agent
+from phoenix_stream.agents import sink as sink_agent
+from phoenix_stream.credentials import TokenStore
 from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.redaction import LogRedaction, settings_secrets
 from phoenix_stream.runtime import Runtime
@@ -26,29 +39,67 @@ from phoenix_stream.stop_deadline import StopDeadline
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, faust_credentials
 from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
 from phoenix_stream.streaming.transport import GenerationFlowControl, ShortFetchTransport
+from phoenix_stream.web import deployments as deployments_routes
+from phoenix_stream.web import drift as drift_routes
+from phoenix_stream.web import evaluation as evaluation_routes
+from phoenix_stream.web import feedback as feedback_routes
+from phoenix_stream.web import health as health_routes
+from phoenix_stream.web import models as models_routes
+from phoenix_stream.web import openapi as openapi_routes
+from phoenix_stream.web import predict as predict_routes
+from phoenix_stream.web import retrain as retrain_routes
 from phoenix_stream.webserver.driver import PhoenixWeb, application_options
 
-# Modules that register agents, tables and web views. Listed, not autodiscovered:
-# Faust's scan turns an import error into a logged warning and finds nothing.
-AGENT_MODULES = {
-    "inference": "phoenix_stream.agents.inference",
-    "sink": "phoenix_stream.agents.sink",
-    "deployments": "phoenix_stream.agents.deployments",
-    "feedback": "phoenix_stream.agents.feedback",
-    "drift": "phoenix_stream.agents.drift",
-    "retrain": "phoenix_stream.agents.retrain",
+Registration = Callable[["PhoenixApp"], None]
+
+# What each name of PHOENIX_AGENTS registers (agents, and the tables they own).
+AGENT_REGISTRATIONS: dict[str, Registration] = {
+    "inference": inference_agent.register,
+    "sink": sink_agent.register,
+    "deployments": deployments_agent.register,
+    "feedback": feedback_agent.register,
+    "drift": drift_agents.register,
+    "retrain": retrain_agent.register,
 }
-COMPONENT_MODULES = (
-    "phoenix_stream.web.predict",
-    "phoenix_stream.web.health",
-    "phoenix_stream.web.models",
-    "phoenix_stream.web.deployments",
-    "phoenix_stream.web.feedback",
-    "phoenix_stream.web.evaluation",
-    "phoenix_stream.web.drift",
-    "phoenix_stream.web.retrain",
-    "phoenix_stream.web.openapi",
+# The HTTP routes, on every worker (the OpenAPI document last: it lists the others).
+ROUTE_REGISTRATIONS: tuple[Registration, ...] = (
+    predict_routes.register,
+    health_routes.register,
+    models_routes.register,
+    deployments_routes.register,
+    feedback_routes.register,
+    evaluation_routes.register,
+    drift_routes.register,
+    retrain_routes.register,
+    openapi_routes.register,
 )
+
+
+@dataclass(frozen=True)
+class AppTopics:
+    """The app's Faust topics, as ``TopicDeclarations`` creates them (keys raw)."""
+
+    requests: TopicT
+    predictions: TopicT
+    shadow_predictions: TopicT
+    # Both prediction topics, read raw by the sink, which dead-letters what it cannot
+    # decode (schema: messages.schemas.Prediction).
+    stored_predictions: TopicT
+    # Compacted, one partition, keyed by model: the latest decision per model is all a
+    # reader needs.
+    deployments: TopicT
+    # Retrain requests (lifecycle.retraining.RetrainRequest), keyed by model. One
+    # partition: one worker trains at a time, and a model's requests stay in order. Not
+    # compacted: a request not yet read must not be replaced by a later one.
+    retrain: TopicT
+    # True outcomes, keyed by request_id (schema: lifecycle.feedback).
+    feedback: TopicT
+    # Histogram counts of prediction batches, keyed "model/version": the drift tables'
+    # source, co-partitioned with them (same key, same partition count).
+    drift_counts: TopicT
+    # Closed windows' drift reports (drift.report.DriftReport), keyed by model.
+    drift: TopicT
+    dead_letters: TopicT
 
 
 class PhoenixApp(faust.App):
@@ -57,6 +108,7 @@ class PhoenixApp(faust.App):
 
     runtime: Runtime
     settings: Settings
+    phoenix_topics: AppTopics
     topic_declarations: TopicDeclarations
     stop_deadline: StopDeadline
 
@@ -78,6 +130,11 @@ class PhoenixApp(faust.App):
     def flow_control(self) -> FlowControlEvent:
         # A resume keeps the events of the current generation (transport patch (9)).
         return GenerationFlowControl(lambda: self.consumer_generation_id, loop=self.loop)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """The bearer tokens of the HTTP views, built on first use (a view's check)."""
+        return TokenStore.from_settings(self.settings.admin_token, self.settings.feedback_tokens)
 
     def _new_web(self) -> Any:
         # JSON for what aiohttp's parser refuses, and a bound on open connections.
@@ -143,55 +200,56 @@ def create_app(settings: Settings) -> PhoenixApp:
         app_topic_specs(settings).values(),
         auth=KafkaAuth.from_settings(settings),
     )
+    app.phoenix_topics = _faust_topics(app, settings)
     app.runtime = Runtime(settings, app)
     app.stop_deadline = StopDeadline(settings.stop_timeout_s)
+    for name in settings.agents:
+        AGENT_REGISTRATIONS[name](app)
+    for register in ROUTE_REGISTRATIONS:
+        register(app)
     return app
 
 
-settings = Settings.from_env()
-app = create_app(settings)
+def _faust_topics(app: PhoenixApp, settings: Settings) -> AppTopics:
+    specs = app_topic_specs(settings)
 
-TOPICS = app_topic_specs(settings)
+    def topic(*names: str, **options: Any) -> TopicT:
+        """The Faust topic of the named specs (one or more topics of one shape)."""
+        first: TopicSpec = specs[names[0]]
+        return app.topic(
+            *(specs[name].name for name in names),
+            key_serializer="raw",
+            partitions=first.partitions,
+            replicas=first.replication,
+            compacting=first.compacted,
+            config=first.configs(),
+            **options,
+        )
 
-
-def _topic(*specs: TopicSpec, **options: Any) -> TopicT:
-    """The Faust topic of ``specs`` (one or more topics of one shape), as declared."""
-    first = specs[0]
-    return app.topic(
-        *(spec.name for spec in specs),
-        key_serializer="raw",
-        partitions=first.partitions,
-        replicas=first.replication,
-        compacting=first.compacted,
-        config=first.configs(),
-        **options,
+    return AppTopics(
+        requests=topic("requests", value_serializer="raw"),
+        predictions=topic("predictions", value_serializer="raw"),
+        shadow_predictions=topic("shadow-predictions", value_serializer="raw"),
+        stored_predictions=topic("predictions", "shadow-predictions", value_serializer="raw"),
+        deployments=topic("deployments", value_serializer="raw"),
+        retrain=topic("retrain", value_serializer="raw"),
+        feedback=topic("feedback", value_serializer="raw"),
+        drift_counts=topic("drift-counts", value_serializer="raw"),
+        drift=topic("drift", value_serializer="raw"),
+        dead_letters=topic("dead-letters", value_type=DeadLetter),
     )
 
 
-requests_topic = _topic(TOPICS["requests"], value_serializer="raw")
-predictions_topic = _topic(TOPICS["predictions"], value_serializer="raw")
-shadow_predictions_topic = _topic(TOPICS["shadow-predictions"], value_serializer="raw")
-# Both prediction topics, read raw by the sink, which dead-letters what it cannot decode
-# (schema: messages.schemas.Prediction).
-stored_predictions_topic = _topic(
-    TOPICS["predictions"], TOPICS["shadow-predictions"], value_serializer="raw"
-)
-# Compacted, one partition, keyed by model: the latest decision per model is all a
-# reader needs.
-deployments_topic = _topic(TOPICS["deployments"], value_serializer="raw")
-# Retrain requests (lifecycle.retraining.RetrainRequest), keyed by model, read raw by the
-# retrain agent. One partition: one worker trains at a time, and a model's requests stay
-# in order. Not compacted: a request not yet read must not be replaced by a later one.
-retrain_topic = _topic(TOPICS["retrain"], value_serializer="raw")
-# True outcomes, keyed by request_id; read raw by the feedback agent, which dead-letters
-# what it cannot decode (schema: lifecycle.feedback).
-feedback_topic = _topic(TOPICS["feedback"], value_serializer="raw")
-# Histogram counts of prediction batches, keyed "model/version": the drift tables'
-# source, co-partitioned with them (same key, same partition count).
-drift_counts_topic = _topic(TOPICS["drift-counts"], value_serializer="raw")
-# Closed windows' drift reports (drift.report.DriftReport), keyed by model.
-drift_topic = _topic(TOPICS["drift"], value_serializer="raw")
-dead_letters_topic = _topic(TOPICS["dead-letters"], value_type=DeadLetter)
+@functools.cache
+def _app_from_env() -> PhoenixApp:
+    return create_app(Settings.from_env())
 
-for _module in (*(AGENT_MODULES[name] for name in settings.agents), *COMPONENT_MODULES):
-    importlib.import_module(_module)
+
+def __getattr__(name: str) -> Any:
+    # ``app`` for ``faust -A phoenix_stream.app`` and the worker command; ``settings`` is
+    # that app's. Built on first access, so that importing this module has no side effect.
+    if name == "app":
+        return _app_from_env()
+    if name == "settings":
+        return _app_from_env().settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

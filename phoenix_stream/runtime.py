@@ -83,10 +83,12 @@ class Runtime(Service):
         self.app = app
         self.features = FeatureStore(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self.sink = PredictionSink(settings.postgres_dsn)
-        # Labels and online evaluation, on the sink's pool (opened with the sink).
+        # The worker's one PostgreSQL pool, started with the sink; every store borrows it.
+        self.database = self.sink.database
+        # Labels and online evaluation.
         label_sources = LabelSources(trust_kafka=settings.trust_kafka_feedback)
         self.feedback = FeedbackStore(
-            self.sink,
+            self.database,
             is_stopping=self._is_stopping,
             sources=label_sources,
             orphan_max=settings.feedback_orphan_max,
@@ -155,7 +157,7 @@ class Runtime(Service):
         )
         # Retraining, called by the retrain agent: trains off the loop, deploys a shadow.
         self.retrain = RetrainJob(
-            TrainingData(self.sink, label_sources),
+            TrainingData(self.database, label_sources),
             self.deployments.get,
             self.publisher,
             settings.models_dir,
@@ -169,6 +171,8 @@ class Runtime(Service):
         )
         # Every agent's stall watch (checked each second; /ready reads its stalls).
         self.stalls = StallWatch(settings.stall_timeout_s)
+        # Broker ids seen in a metadata answer, so that /ready can name one that has gone.
+        self.brokers_seen: set[int] = set()
         self._consumer_watched = False
         # The group's lag on this worker's partitions of the app's topics (/ready, metrics).
         self.lag = LagWatch(
@@ -253,7 +257,7 @@ class Runtime(Service):
             await broker_round_trip(self.app)
             return True
 
-        checks = {"redis": self.features.ping(), "postgres": self.sink.ping(), "kafka": kafka()}
+        checks = {"redis": self.features.ping(), "postgres": self.database.ping(), "kafka": kafka()}
 
         async def answers(check: Any) -> bool:
             try:

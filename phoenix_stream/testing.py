@@ -168,7 +168,7 @@ async def read_through_sentinels(
     tag = uuid.uuid4().hex[:8]
     partitions = settings.topic_partitions
     requests_topic = settings.topic("requests")
-    # Seeded entities (phoenix_stream.features.seeding), so no entity policy rejects them.
+    # Seeded entities (phoenix_stream.training.seeding), so no entity policy rejects them.
     entities = key_per_partition((entity_id_for(i) for i in range(1000)), partitions)
     good = [f"sentinel-{tag}-{p}" for p in range(partitions)]
     for request_id, entity in zip(good, entities, strict=True):

@@ -15,27 +15,71 @@ agent, from the drift-counts topic, which is co-partitioned with them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from phoenix_stream.app import app, settings
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
-# Faust creates the changelogs with PHOENIX_TOPIC_REPLICATION (topic_replication_factor);
-# this gives them the same min.insync.replicas as the app's own topics.
-_CHANGELOG_CONFIGS = {"min.insync.replicas": str(settings.topic_min_insync)}
 
-drift_windows: Any = app.Table(
-    "drift-windows",
-    default=dict,
-    partitions=settings.topic_partitions,
-    extra_topic_configs=_CHANGELOG_CONFIGS,
-    key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
-).tumbling(timedelta(seconds=settings.drift_window_s))  # no expiry: see above
+@dataclass(frozen=True)
+class DriftTables:
+    """The two tables of one app (Faust tables are typed ``Any`` here: their windowed
+    views have no public types)."""
 
-drift_monitors: Any = app.Table(
-    "drift-monitors",
-    default=dict,
-    partitions=settings.topic_partitions,
-    extra_topic_configs=_CHANGELOG_CONFIGS,
-    key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
-)
+    windows: Any
+    monitors: Any
+
+
+class FaustWindowCounts:
+    """``drift.keeper.WindowCounts`` on the tumbling ``drift-windows`` table.
+
+    Faust places a write, and ``current()``, in the window of the event being processed:
+    the agent calls these only inside that event's iteration, with ``now`` its timestamp.
+    """
+
+    def __init__(self, table: Any, window_s: float) -> None:
+        self.table = table
+        self.window_s = float(window_s)
+
+    def current(self, key: str, now: float) -> dict[str, Any]:
+        return dict(self.table[key].current())
+
+    def put(self, key: str, now: float, value: dict[str, Any]) -> None:
+        self.table[key] = value
+
+    def window(self, key: str, start: float, now: float) -> dict[str, Any]:
+        # The window holding ``start + window_s / 2`` (its middle, clear of the edges).
+        return dict(self.table[key].delta(now - (start + self.window_s / 2)))
+
+    def forget(self, key: str, up_to_start: float) -> None:
+        # With changelog tombstones: the table has no expiry (above), so this is what
+        # bounds its memory.
+        for stored in list(self.table.table.data.keys()):
+            table_key, window_range = stored
+            if table_key == key and window_range[0] <= up_to_start:
+                del self.table[key][window_range]
+
+
+def drift_tables(app: PhoenixApp) -> DriftTables:
+    """Register the drift tables on ``app``; called once, by the drift agents' registration."""
+    settings = app.settings
+    # Faust creates the changelogs with PHOENIX_TOPIC_REPLICATION (topic_replication_factor);
+    # this gives them the same min.insync.replicas as the app's own topics.
+    changelog_configs = {"min.insync.replicas": str(settings.topic_min_insync)}
+    windows = app.Table(
+        "drift-windows",
+        default=dict,
+        partitions=settings.topic_partitions,
+        extra_topic_configs=changelog_configs,
+        key_type=str,  # keys and values travel as JSON (a windowed key is a tuple)
+    ).tumbling(timedelta(seconds=settings.drift_window_s))  # no expiry: see above
+    monitors = app.Table(
+        "drift-monitors",
+        default=dict,
+        partitions=settings.topic_partitions,
+        extra_topic_configs=changelog_configs,
+        key_type=str,
+    )
+    return DriftTables(windows=windows, monitors=monitors)

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app, settings
 from phoenix_stream.credentials import ADMIN
 from phoenix_stream.exceptions import DeliveryTimeout, SinkError, ValidationError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.serving.registry import is_identifier
 from phoenix_stream.storage.deployments import DeploymentHistory
-from phoenix_stream.streaming.records import OutRecord
 from phoenix_stream.web.auth import refuse_unless
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,11 @@ _CHANGE_FIELDS = frozenset(
 )
 
 
-def refuse_unless_admin(request: aiohttp_web.Request) -> aiohttp_web.Response | None:
+def refuse_unless_admin(
+    app: PhoenixApp, request: aiohttp_web.Request
+) -> aiohttp_web.Response | None:
     """None when the request carries the admin token, else the error response."""
-    return refuse_unless(request, ADMIN)
+    return refuse_unless(app.tokens, request, ADMIN)
 
 
 def admin_actor(claimed: Any) -> str:
@@ -50,7 +55,7 @@ def admin_actor(claimed: Any) -> str:
     return f"{ADMIN}:{name}" if name else ADMIN
 
 
-def state(model: str) -> dict[str, Any]:
+def state(app: PhoenixApp, model: str) -> dict[str, Any]:
     """What serves ``model`` on this worker, and a newer decision waiting to load."""
     board = app.runtime.deployments
     record = board.record(model)
@@ -79,15 +84,17 @@ def _unrecorded(deployment: Any) -> dict[str, Any] | None:
     }
 
 
-async def history(model: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
+async def history(
+    app: PhoenixApp, model: str | None
+) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The audit trail from PostgreSQL, or why it is not available now."""
     try:
-        return await DeploymentHistory(app.runtime.sink).history(model), None
+        return await DeploymentHistory(app.runtime.database).history(model), None
     except SinkError as exc:
         return None, str(exc)
 
 
-def answer(record: DeploymentRecord) -> aiohttp_web.Response:
+def answer(app: PhoenixApp, record: DeploymentRecord) -> aiohttp_web.Response:
     """The decision and whether it serves on this worker already."""
     board = app.runtime.deployments
     serving = board.record(record.model)
@@ -100,36 +107,41 @@ def answer(record: DeploymentRecord) -> aiohttp_web.Response:
     )
 
 
-@app.page("/v1/deployments")
 class DeploymentsView(web.View):
     """Every model's deployment and the newest decisions."""
 
     @json_errors
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with ``deployments`` and ``history`` (null with ``history_error`` if down)."""
+        app = phoenix_app(self)
         models = app.runtime.deployments.names()
-        events, error = await history(None)
+        events, error = await history(app, None)
         return json_response(
-            {"deployments": [state(m) for m in models], "history": events, "history_error": error}
+            {
+                "deployments": [state(app, m) for m in models],
+                "history": events,
+                "history_error": error,
+            }
         )
 
 
-@app.page("/v1/deployments/{model}")
 class DeploymentView(web.View):
     """One model's deployment; PUT changes it (admin)."""
 
     @json_errors
     async def get(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """200, or 404 for a model that is not in the registry."""
+        app = phoenix_app(self)
         if model not in app.runtime.deployments.names():
             return json_error(404, f"no model {model!r}", "model")
-        events, error = await history(model)
-        return json_response({**state(model), "history": events, "history_error": error})
+        events, error = await history(app, model)
+        return json_response({**state(app, model), "history": events, "history_error": error})
 
     @json_errors
     async def put(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """Deploy: ``{champion, challenger?, strategy?, share?, steps?, reason?}``."""
-        refused = refuse_unless_admin(request)
+        app = phoenix_app(self)
+        refused = refuse_unless_admin(app, request)
         if refused is not None:
             return refused
         body, error = await read_json(request, 65_536)
@@ -146,12 +158,13 @@ class DeploymentView(web.View):
         except ValidationError as exc:
             status = 404 if exc.field == "model" else 422
             return json_error(status, exc.message, exc.field)
-        return answer(record)
+        return answer(app, record)
 
     @json_errors
     async def delete(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """Clear a ghost: 200 once the tombstone is on the topic; 409 for a registered model."""
-        refused = refuse_unless_admin(request)
+        app = phoenix_app(self)
+        refused = refuse_unless_admin(app, request)
         if refused is not None:
             return refused
         if not is_identifier(model):
@@ -160,7 +173,7 @@ class DeploymentView(web.View):
             return json_error(
                 409, f"{model!r} is in the registry: deploy it instead of clearing it", "model"
             )
-        topic = settings.topic("deployments")
+        topic = app.settings.topic("deployments")
         try:
             await asyncio.wait_for(
                 app.runtime.emitter.emit([OutRecord(topic, model.encode(), None)]), EMIT_TIMEOUT_S
@@ -171,8 +184,10 @@ class DeploymentView(web.View):
         return json_response({"model": model, "cleared": True, "topic": topic})
 
 
-async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aiohttp_web.Response:
-    refused = refuse_unless_admin(request)
+async def _decide(
+    app: PhoenixApp, request: aiohttp_web.Request, model: str, action: str
+) -> aiohttp_web.Response:
+    refused = refuse_unless_admin(app, request)
     if refused is not None:
         return refused
     body: Any = {}
@@ -189,24 +204,30 @@ async def _decide(request: aiohttp_web.Request, model: str, action: str) -> aioh
     except ValidationError as exc:
         status = 409 if exc.field == "challenger" else 404 if exc.field == "model" else 422
         return json_error(status, exc.message, exc.field)
-    return answer(record)
+    return answer(app, record)
 
 
-@app.page("/v1/deployments/{model}/promote")
 class PromoteView(web.View):
     """The challenger becomes the champion (admin)."""
 
     @json_errors
     async def post(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """200 with the decision; 409 when there is no challenger."""
-        return await _decide(request, model, "promote")
+        return await _decide(phoenix_app(self), request, model, "promote")
 
 
-@app.page("/v1/deployments/{model}/rollback")
 class RollbackView(web.View):
     """The challenger is retired (admin)."""
 
     @json_errors
     async def post(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """200 with the decision; 409 when there is no challenger."""
-        return await _decide(request, model, "rollback")
+        return await _decide(phoenix_app(self), request, model, "rollback")
+
+
+def register(app: PhoenixApp) -> None:
+    """The ``/v1/deployments`` routes."""
+    app.page("/v1/deployments")(DeploymentsView)
+    app.page("/v1/deployments/{model}")(DeploymentView)
+    app.page("/v1/deployments/{model}/promote")(PromoteView)
+    app.page("/v1/deployments/{model}/rollback")(RollbackView)

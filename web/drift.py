@@ -10,16 +10,19 @@ partitions of the ``drift-windows`` table hold: it stays small if windows expire
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.messages.validation import shorten
 from phoenix_stream.storage.drift import DriftStore
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_error, json_errors, json_response
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 DEFAULT_LIMIT = 20  # windows
 MAX_LIMIT = 1_000  # windows: one answer stays small whatever a client asks
@@ -54,13 +57,13 @@ def windows_held(data: Any, model: str) -> dict[str, int]:
     return dict(held)
 
 
-@app.page("/v1/drift/{model}")
 class DriftView(web.View):
     """The latest drift windows of one model: per feature KS D, p-value, drifted."""
 
     @json_errors
     async def get(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """200 ``{"model", "limit", "reports": [...]}``, newest window first."""
+        app = phoenix_app(self)
         if model not in app.runtime.deployments.names():
             return json_error(404, f"no model {shorten(model)!r}", "model")
         try:
@@ -68,7 +71,7 @@ class DriftView(web.View):
         except ValidationError as exc:
             return json_error(422, exc.message, exc.field)
         try:
-            stored = await DriftStore(app.runtime.sink).recent(model, limit)
+            stored = await DriftStore(app.runtime.database).recent(model, limit)
         except SinkError as exc:
             return json_error(
                 503, f"PostgreSQL cannot answer: {shorten(str(exc), 200)}", kind="database"
@@ -81,9 +84,14 @@ class DriftView(web.View):
             "reports": [s.as_dict() for s in stored],
             "windows_held": held,
         }
-        if "drift" not in settings.agents:
+        if "drift" not in app.settings.agents:
             answer["warning"] = (
                 "this worker does not run the drift agents (PHOENIX_AGENTS): reports come "
                 "only from workers that run them"
             )
         return json_response(answer)
+
+
+def register(app: PhoenixApp) -> None:
+    """``GET /v1/drift/{model}``."""
+    app.page("/v1/drift/{model}")(DriftView)

@@ -9,22 +9,31 @@ when PostgreSQL cannot answer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import SinkError
 from phoenix_stream.lifecycle import evaluation
 from phoenix_stream.messages.validation import shorten
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_error, json_errors, json_response
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 
 class _Evaluation:
     """The view's work, behind ``json_errors`` (which passes no URL parameters)."""
 
+    def __init__(self, app: PhoenixApp) -> None:
+        self.app = app
+
     @json_errors
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         model = request.match_info.get("model", "")
+        app, settings = self.app, self.app.settings
         if model not in app.runtime.deployments.names():
             return json_error(404, f"unknown model {shorten(model)!r}", "model")
         try:
@@ -44,13 +53,14 @@ class _Evaluation:
         )
 
 
-_work = _Evaluation()
-
-
-@app.page("/v1/models/{model}/evaluation")
 class EvaluationView(web.View):
     """Accuracy, log loss, Brier, AUC and positive rate per (version, variant)."""
 
     async def get(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """200 ``{"model", "window" (labelled rows per group), "variants": [...]}``."""
-        return await _work.get(request)
+        return await _Evaluation(phoenix_app(self)).get(request)
+
+
+def register(app: PhoenixApp) -> None:
+    """``GET /v1/models/{model}/evaluation``."""
+    app.page("/v1/models/{model}/evaluation")(EvaluationView)

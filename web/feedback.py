@@ -15,20 +15,23 @@ accepted and counted as a duplicate. 503 when PostgreSQL does not answer.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream import metrics
-from phoenix_stream.app import app, settings
 from phoenix_stream.credentials import FEEDBACK, Principal
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, parse_feedback
 from phoenix_stream.messages.validation import shorten
 from phoenix_stream.storage.feedback import FeedbackReport
 from phoenix_stream.web.auth import authenticate
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 _MISSING = (
     404,
@@ -38,7 +41,6 @@ _MISSING = (
 _OUT_OF_SCOPE = (403, "this token may not label predictions of this request's model")
 
 
-@app.page("/v1/feedback")
 class FeedbackView(web.View):
     """Take true labels of served requests."""
 
@@ -56,10 +58,11 @@ class FeedbackView(web.View):
             )
 
     async def _post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
-        principal = authenticate(request, FEEDBACK)
+        app = phoenix_app(self)
+        principal = authenticate(app.tokens, request, FEEDBACK)
         if isinstance(principal, aiohttp_web.Response):
             return principal
-        body, error = await read_json(request, settings.max_record_bytes)
+        body, error = await read_json(request, app.settings.max_record_bytes)
         if error is not None:
             return error
         now = time.time()
@@ -77,15 +80,18 @@ class FeedbackView(web.View):
                 parsed = parse_feedback(body, now=now)
             except ValidationError as exc:
                 return json_error(422, exc.message, exc.field)
-            refused = _refusals(await _attach([parsed], principal))
+            refused = _refusals(await _attach(app, [parsed], principal))
             if parsed.request_id in refused:
                 status, message = refused[parsed.request_id]
                 return json_error(status, message, "request_id")
             return json_response({"accepted": 1, "errors": []}, 202)
-        return await _many(items, now, principal)
+        return await _many(app, items, now, principal)
 
 
-async def _many(items: list[Any], now: float, principal: Principal) -> aiohttp_web.Response:
+async def _many(
+    app: PhoenixApp, items: list[Any], now: float, principal: Principal
+) -> aiohttp_web.Response:
+    settings = app.settings
     if not items:
         return json_error(422, "must be a non-empty array of feedback items", "feedback")
     if len(items) > settings.max_batch_requests:
@@ -102,7 +108,7 @@ async def _many(items: list[Any], now: float, principal: Principal) -> aiohttp_w
         except ValidationError as exc:
             errors.append({"index": index, "status": 422, "error": exc.message, "field": exc.field})
     if parsed:
-        refused = _refusals(await _attach(parsed, principal))
+        refused = _refusals(await _attach(app, parsed, principal))
         for item in parsed:
             if item.request_id in refused:
                 status, message = refused[item.request_id]
@@ -118,7 +124,9 @@ async def _many(items: list[Any], now: float, principal: Principal) -> aiohttp_w
     return json_response({"accepted": accepted, "errors": errors}, 202)
 
 
-async def _attach(items: list[ParsedFeedback], principal: Principal) -> FeedbackReport:
+async def _attach(
+    app: PhoenixApp, items: list[ParsedFeedback], principal: Principal
+) -> FeedbackReport:
     """Store ``items`` for ``principal`` and count them; SinkError when PostgreSQL fails."""
     report = await app.runtime.feedback.attach(items, principal.name, principal.models)
     metrics.FEEDBACK_ROWS.inc(report.written)
@@ -132,3 +140,8 @@ def _refusals(report: FeedbackReport) -> dict[str, tuple[int, str]]:
     refused = {item.request_id: _MISSING for item in report.missing}
     refused.update((item.request_id, _OUT_OF_SCOPE) for item in report.out_of_scope)
     return refused
+
+
+def register(app: PhoenixApp) -> None:
+    """``POST /v1/feedback``."""
+    app.page("/v1/feedback")(FeedbackView)

@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream import metrics
-from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ModelLoadError
 from phoenix_stream.redaction import redact
 from phoenix_stream.streaming.transport import cluster_health, group_membership
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_response
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 # A readiness probe must answer fast even when a dependency hangs, seconds.
 PROBE_TIMEOUT_S = 1.0
 
 
-@app.page("/health")
 class HealthView(web.View):
     """Liveness: the worker's event loop answers."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """Always 200 while the process runs."""
-        return json_response({"status": "ok", "app": settings.app_id})
+        return json_response({"status": "ok", "app": phoenix_app(self).settings.app_id})
 
 
 async def _probe(name: str, check: Awaitable[bool]) -> str | None:
@@ -42,18 +45,14 @@ async def _probe(name: str, check: Awaitable[bool]) -> str | None:
     return None if ok else reason
 
 
-# Broker ids this worker has seen in a metadata answer (to name one that has gone).
-_BROKERS_SEEN: set[int] = set()
-
-
-async def _kafka_answers(cluster: dict[str, object]) -> bool:
+async def _kafka_answers(app: PhoenixApp, cluster: dict[str, object]) -> bool:
     """True once a broker answered a metadata request (raises otherwise).
 
     The same answer says which brokers are there and which partitions of the worker's
     topics lack a leader or in-sync replicas (kept for the ``kafka`` field of /ready).
     """
-    topics = [settings.topic(name) for name in _OUR_TOPICS]
-    health = await cluster_health(app, topics, _BROKERS_SEEN)
+    topics = [app.settings.topic(name) for name in _OUR_TOPICS]
+    health = await cluster_health(app, topics, app.runtime.brokers_seen)
     cluster.update(health.to_json())
     return True
 
@@ -61,16 +60,16 @@ async def _kafka_answers(cluster: dict[str, object]) -> bool:
 _OUR_TOPICS = ("requests", "predictions", "shadow-predictions", "deployments", "feedback")
 
 
-async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
+async def readiness(app: PhoenixApp, cluster: dict[str, object] | None = None) -> dict[str, str]:
     """Name -> reason for every dependency that is not ready (empty when all are).
 
     ``cluster`` receives what the broker said of itself (``ClusterHealth.to_json``).
     """
-    runtime = app.runtime
+    runtime, settings = app.runtime, app.settings
     checks = {
         "redis": runtime.features.ping(),
-        "postgres": runtime.sink.ping(),
-        "kafka": _kafka_answers({} if cluster is None else cluster),
+        "postgres": runtime.database.ping(),
+        "kafka": _kafka_answers(app, {} if cluster is None else cluster),
     }
     results = await asyncio.gather(*(_probe(n, c) for n, c in checks.items()))
     failing = {name: reason for name, reason in zip(checks, results, strict=True) if reason}
@@ -105,15 +104,15 @@ async def readiness(cluster: dict[str, object] | None = None) -> dict[str, str]:
     return {name: redact(reason) for name, reason in failing.items()}
 
 
-@app.page("/ready")
 class ReadyView(web.View):
     """Readiness: 200 when Redis, PostgreSQL, Kafka and the models answer, the worker is in
     its consumer group and no agent is stalled, else 503; with the group's lag."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """503 names each dependency that is not ready and why."""
+        app = phoenix_app(self)
         cluster: dict[str, object] = {}
-        failing = await readiness(cluster)
+        failing = await readiness(app, cluster)
         # What the broker said: a missing broker or an under-replicated partition is
         # degraded service, not unreadiness (acks=all still holds with enough in sync).
         kafka = cluster or None
@@ -125,7 +124,6 @@ class ReadyView(web.View):
         return json_response({"ready": True, "failing": {}, "kafka": kafka, **lag})
 
 
-@app.page("/metrics")
 class MetricsView(web.View):
     """Prometheus text exposition of ``phoenix_stream.metrics``."""
 
@@ -133,3 +131,10 @@ class MetricsView(web.View):
         """The current metric values."""
         body, content_type = metrics.render()
         return aiohttp_web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def register(app: PhoenixApp) -> None:
+    """``GET /health``, ``GET /ready`` and ``GET /metrics``."""
+    app.page("/health")(HealthView)
+    app.page("/ready")(ReadyView)
+    app.page("/metrics")(MetricsView)

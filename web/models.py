@@ -7,18 +7,21 @@ event loop also serves predictions.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app
 from phoenix_stream.exceptions import ModelLoadError
 from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_response
 
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
-def describe_models() -> list[dict[str, Any]]:
+
+def describe_models(app: PhoenixApp) -> list[dict[str, Any]]:
     """Each model: deployment (champion, challenger, strategy, share) and its versions."""
     runtime = app.runtime
     out: list[dict[str, Any]] = []
@@ -56,10 +59,16 @@ def describe_models() -> list[dict[str, Any]]:
     return out
 
 
-@app.page("/v1/models")
 class ModelsView(web.View):
     """List the servable models."""
 
     async def get(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with ``{"models": [...]}``."""
-        return json_response({"models": await asyncio.to_thread(describe_models)})
+        return json_response(
+            {"models": await asyncio.to_thread(describe_models, phoenix_app(self))}
+        )
+
+
+def register(app: PhoenixApp) -> None:
+    """``GET /v1/models``."""
+    app.page("/v1/models")(ModelsView)

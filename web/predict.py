@@ -9,17 +9,20 @@ naming the field; 503 when the worker cannot take or record the work.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream import metrics
-from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.requests import ParsedRequest, parse_request
 from phoenix_stream.serving.predictor import Outcome, Rejection, Scored
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 # Rejection kind -> HTTP status.
 _STATUS = {
@@ -60,7 +63,7 @@ def rejection_error(rejection: Rejection) -> tuple[int, dict[str, Any]]:
     }
 
 
-async def score(requests: list[ParsedRequest]) -> Outcome:
+async def score(app: PhoenixApp, requests: list[ParsedRequest]) -> Outcome:
     """Predict (coalesced with concurrent callers) and record on Kafka.
 
     Raises ``Overloaded``, ``DeliveryTimeout`` or ``ShuttingDown``: ``json_errors``
@@ -70,44 +73,46 @@ async def score(requests: list[ParsedRequest]) -> Outcome:
     return await app.runtime.http.submit(requests)
 
 
-def _parse(item: Any, index: int | None = None) -> ParsedRequest:
+def _parse(default_model: str, item: Any, index: int | None = None) -> ParsedRequest:
     return parse_request(
         item,
-        default_model=settings.default_model,
+        default_model=default_model,
         batch_index=index,
         require_request_id=False,
         id_factory=_new_id,
     )
 
 
-@app.page("/v1/predict")
 class PredictView(web.View):
     """Score one request: ``{request_id?, entity_id, model?, features?}``."""
 
     @json_errors
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with the prediction; 400 bad JSON, 404 unknown model, 413, 422 bad field."""
+        app = phoenix_app(self)
+        settings = app.settings
         body, error = await read_json(request, settings.max_record_bytes)
         if error is not None:
             return error
         try:
-            parsed = _parse(body)
+            parsed = _parse(settings.default_model, body)
         except ValidationError as exc:
             return json_error(422, exc.message, exc.field)
-        outcome = await score([parsed])
+        outcome = await score(app, [parsed])
         if outcome.rejected:
             status, payload = rejection_error(outcome.rejected[0])
             return json_response(payload, status)
         return json_response(answer(outcome.served[0]))
 
 
-@app.page("/v1/predict/batch")
 class PredictBatchView(web.View):
     """Score a list of requests (``[...]`` or ``{"requests": [...]}``) in one batch."""
 
     @json_errors
     async def post(self, request: aiohttp_web.Request) -> aiohttp_web.Response:
         """200 with ``predictions`` and per-item ``errors`` (index, status, field)."""
+        app = phoenix_app(self)
+        settings = app.settings
         body, error = await read_json(request, settings.max_record_bytes)
         if error is not None:
             return error
@@ -125,12 +130,12 @@ class PredictBatchView(web.View):
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             try:
-                parsed.append(_parse(item, index))
+                parsed.append(_parse(settings.default_model, item, index))
             except ValidationError as exc:
                 errors.append(
                     {"index": index, "status": 422, "error": exc.message, "field": exc.field}
                 )
-        outcome = await score(parsed) if parsed else Outcome()  # nothing to queue
+        outcome = await score(app, parsed) if parsed else Outcome()  # nothing to queue
         for rejection in outcome.rejected:
             status, payload = rejection_error(rejection)
             errors.append({"index": rejection.request.batch_index, "status": status, **payload})
@@ -138,3 +143,9 @@ class PredictBatchView(web.View):
         position = {request.request_id: index for index, request in enumerate(parsed)}
         served = sorted(outcome.served, key=lambda s: position[s.request_id])
         return json_response({"predictions": [answer(s) for s in served], "errors": errors})
+
+
+def register(app: PhoenixApp) -> None:
+    """``POST /v1/predict`` and ``POST /v1/predict/batch``."""
+    app.page("/v1/predict")(PredictView)
+    app.page("/v1/predict/batch")(PredictBatchView)

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aiohttp_web
 from faust import web
 
-from phoenix_stream.app import app, settings
 from phoenix_stream.exceptions import DeliveryTimeout, ProduceError, ShuttingDown, ValidationError
 from phoenix_stream.lifecycle.retraining import RetrainRequest, parse_request
+from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.messages.validation import shorten
-from phoenix_stream.streaming.records import OutRecord
+from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.deployments import admin_actor, refuse_unless_admin
 from phoenix_stream.web.responses import json_error, json_errors, json_response, read_json
+
+if TYPE_CHECKING:
+    from phoenix_stream.app import PhoenixApp
 
 # How long a caller waits for its request to be recorded on Kafka, seconds.
 EMIT_TIMEOUT_S = 5.0
@@ -36,16 +39,18 @@ _BODY_FIELDS = frozenset(
 )
 
 
-def retrain_record(request: RetrainRequest) -> OutRecord:
+def retrain_record(app: PhoenixApp, request: RetrainRequest) -> OutRecord:
     """The signed ``retrain`` topic record of ``request``, keyed by its model."""
-    topic = settings.topic("retrain")
+    topic = app.settings.topic("retrain")
     return OutRecord(topic, request.model.encode(), request.seal(app.runtime.control_auth, topic))
 
 
-async def submit(request: RetrainRequest) -> None:
+async def submit(app: PhoenixApp, request: RetrainRequest) -> None:
     """Produce ``request`` and wait for the broker; DeliveryTimeout or ShuttingDown (503)."""
     try:
-        await asyncio.wait_for(app.runtime.emitter.emit([retrain_record(request)]), EMIT_TIMEOUT_S)
+        await asyncio.wait_for(
+            app.runtime.emitter.emit([retrain_record(app, request)]), EMIT_TIMEOUT_S
+        )
     except TimeoutError as exc:
         raise DeliveryTimeout("the retrain request could not be recorded on Kafka in time") from exc
     except ProduceError as exc:  # raised only while the worker stops
@@ -70,14 +75,15 @@ def request_from_body(model: str, body: Any, now: float) -> RetrainRequest:
     )
 
 
-@app.page("/v1/models/{model}/retrain")
 class RetrainView(web.View):
     """Ask for a new version of a model trained on its recent labelled predictions (admin)."""
 
     @json_errors
     async def post(self, request: aiohttp_web.Request, model: str) -> aiohttp_web.Response:
         """202 ``{"request": {...}, "topic"}``; 401/403 token, 404 model, 422 field."""
-        refused = refuse_unless_admin(request)
+        app = phoenix_app(self)
+        settings = app.settings
+        refused = refuse_unless_admin(app, request)
         if refused is not None:
             return refused
         if model not in app.runtime.registry.names():
@@ -91,7 +97,7 @@ class RetrainView(web.View):
             retrain = request_from_body(model, body, time.time())
         except ValidationError as exc:
             return json_error(422, exc.message, exc.field)
-        await submit(retrain)
+        await submit(app, retrain)
         answer: dict[str, Any] = {"request": retrain.as_dict(), "topic": settings.topic("retrain")}
         if "retrain" not in settings.agents:
             answer["warning"] = (
@@ -99,3 +105,8 @@ class RetrainView(web.View):
                 "waits on the topic until a worker that runs it reads it"
             )
         return json_response(answer, 202)
+
+
+def register(app: PhoenixApp) -> None:
+    """``POST /v1/models/{model}/retrain``."""
+    app.page("/v1/models/{model}/retrain")(RetrainView)

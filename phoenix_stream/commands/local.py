@@ -165,7 +165,7 @@ async def registry(
 )
 async def seed(settings: Settings, entities: int) -> None:
     """Write the demo customer profiles into the Redis feature store."""
-    from phoenix_stream.features.seeding import seed_feature_store
+    from phoenix_stream.training.seeding import seed_feature_store
 
     count = await seed_feature_store(settings.redis_url, entities)
     click.echo(f"seeded {count} entities into {redact(settings.redis_url)}")

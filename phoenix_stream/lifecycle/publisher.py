@@ -25,9 +25,9 @@ from phoenix_stream.lifecycle.deployments import (
     next_generation,
     parse_record,
 )
+from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.streaming.emitter import BatchEmitter
-from phoenix_stream.streaming.records import OutRecord
 
 # How long a decision waits to be read back by this worker's board, seconds.
 PROPAGATION_TIMEOUT_S = 15.0

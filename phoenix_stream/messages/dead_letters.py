@@ -17,8 +17,8 @@ from collections.abc import Callable
 import orjson
 
 from phoenix_stream import metrics
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.schemas import DeadLetter
-from phoenix_stream.streaming.records import InRecord, OutRecord
 
 _NAMESPACE = {"ns": DeadLetter._options.namespace}
 # Keys partition the dead letter like its input; a longer one is replaced by its digest.

@@ -1,7 +1,7 @@
 """Message schemas: the ``faust.Record`` classes that travel on phoenix topics.
 
 These classes are the contract for producers and consumers. The inference hot path
-encodes predictions and dead letters straight to JSON (``messages.encoding``,
+encodes predictions and dead letters straight to JSON (``serving.encoding``,
 ``messages.dead_letters``) because building a Record costs about 7 us a message; unit
 tests check that those bytes decode into these classes field for field.
 """

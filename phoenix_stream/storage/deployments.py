@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
-from phoenix_stream.storage.sink import PredictionSink
+from phoenix_stream.storage.database import Database
 
 # One statement for a batch; steps travel as array literals ("{0.01,0.05}"), since
 # unnest() cannot take an array of arrays of different lengths.
@@ -34,8 +34,8 @@ _INSERT = (
 class DeploymentHistory:
     """Stores and lists deployment decisions (one row per model and generation)."""
 
-    def __init__(self, sink: PredictionSink) -> None:
-        self._sink = sink
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def record(self, records: Sequence[DeploymentRecord]) -> int:
         """Store ``records`` (one statement); how many were new. SinkError on failure."""
@@ -61,13 +61,13 @@ class DeploymentHistory:
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-        async with self._sink.connection() as conn:
+        async with self._database.connection() as conn:
             status: str = await conn.execute(_INSERT, *columns)
         return int(status.rsplit(" ", 1)[-1])
 
     async def history(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest decisions first (all models, or one), as plain JSON types."""
-        async with self._sink.connection() as conn:
+        async with self._database.connection() as conn:
             rows = await conn.fetch(
                 "SELECT model, generation, champion, challenger, strategy, share, actor, "
                 "reason, evidence::text AS evidence, steps, step, decided_at, challenger_since "

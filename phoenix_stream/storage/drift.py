@@ -5,7 +5,7 @@ FROM unnest(...) ON CONFLICT DO NOTHING``, so a report written twice (a redelive
 a retry after a lost acknowledgement, a second worker) is stored once, and
 :meth:`DriftStore.record` says which reports were new, for counters that must not count
 a window twice. Read newest first by ``GET /v1/drift/{model}``. The store shares the
-sink's asyncpg pool (``PredictionSink.connection``), which applies the migrations.
+worker's asyncpg pool (``Database.connection``), which applies the migrations.
 
 Columns hold ``DriftReport.as_dict()``'s fields; reports read back go through
 ``parse_report`` like those off the topic, so ``record`` refuses a report that would not
@@ -23,7 +23,7 @@ import orjson
 
 from phoenix_stream.drift.report import DriftReport, parse_report
 from phoenix_stream.exceptions import SinkError, ValidationError
-from phoenix_stream.storage.sink import PredictionSink
+from phoenix_stream.storage.database import Database
 
 __all__ = [
     "INSERT_COLUMNS",
@@ -152,8 +152,8 @@ def check_reports(reports: Sequence[DriftReport]) -> None:
 class DriftStore:
     """Stores drift reports once per (model, version, window) and lists the newest."""
 
-    def __init__(self, sink: PredictionSink) -> None:
-        self._sink = sink
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def record(self, reports: Sequence[DriftReport]) -> list[DriftReport]:
         """Store ``reports`` in one statement; the ones that were new, in input order.
@@ -171,12 +171,12 @@ class DriftStore:
         if not unique:
             return []
         batch = list(unique.values())
-        async with self._sink.connection() as conn:
+        async with self._database.connection() as conn:
             rows = await conn.fetch(_INSERT, *insert_columns(batch))
         return [batch[int(row["position"]) - 1] for row in rows]
 
     async def recent(self, model: str, limit: int = 20) -> list[StoredDriftReport]:
         """The ``limit`` latest windows of ``model`` (all versions), newest first."""
-        async with self._sink.connection() as conn:
+        async with self._database.connection() as conn:
             rows = await conn.fetch(_RECENT, model, int(limit))
         return [stored_report(row) for row in rows]

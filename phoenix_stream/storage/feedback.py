@@ -11,10 +11,10 @@ Writes: one statement per batch inserts the labels (``ON CONFLICT (request_id) D
 NOTHING``: the first label stored wins), flags those whose request has no stored
 prediction yet (``orphan``) and returns, for the rest, the label already stored, so
 duplicates and conflicting labels are counted without a second round trip. Outages are
-retried with backoff like the sink's writes (``storage.sink.is_transient``). Orphans
+retried with backoff like the sink's writes (``storage.database.is_transient``). Orphans
 older than a TTL are deleted by :meth:`FeedbackStore.expire_orphans`, bounded per call.
 
-The store shares the sink's asyncpg pool (``PredictionSink.connection``), which also
+The store shares the worker's asyncpg pool (``Database.connection``), which also
 applies the migrations (``sql/0003_feedback.sql``: tables ``feedback`` and
 ``evaluations``).
 """
@@ -39,7 +39,7 @@ from phoenix_stream.lifecycle.evidence import ArmSummary, PairedSummary
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.label_sources import LabelSources, http_source
 from phoenix_stream.retrying import Backoff, logged_retry, retry_outages
-from phoenix_stream.storage.sink import PredictionSink, is_data_error, is_transient
+from phoenix_stream.storage.database import Database, is_data_error, is_transient
 
 __all__ = [
     "EVALUATION_LOCK_ID",
@@ -296,11 +296,11 @@ _MAX_EXAMPLES = 5
 
 
 class FeedbackStore:
-    """Feedback writes and evaluation queries on the sink's PostgreSQL pool; backoff in s."""
+    """Feedback writes and evaluation queries on the worker's PostgreSQL pool; backoff in s."""
 
     def __init__(
         self,
-        sink: PredictionSink,
+        database: Database,
         *,
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
@@ -308,7 +308,7 @@ class FeedbackStore:
         sources: LabelSources | None = None,
         orphan_max: int = 50_000,
     ) -> None:
-        self._sink = sink
+        self._database = database
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self._is_stopping = is_stopping
@@ -478,7 +478,7 @@ class FeedbackStore:
             )
             for r in results
         ]
-        async with self._sink.connection() as conn:
+        async with self._database.connection() as conn:
             try:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", EVALUATION_LOCK_ID)
@@ -543,7 +543,7 @@ class FeedbackStore:
         The SinkError's cause is the driver's error, for ``is_transient``.
         """
         try:
-            async with self._sink.connection() as conn:
+            async with self._database.connection() as conn:
                 try:
                     if lock is None:
                         rows: list[Any] = await conn.fetch(query, *args)

@@ -16,15 +16,16 @@ Kafka offsets only after a successful write (docs/architecture.md sections 4 and
 halves until each refused row stands alone, writes the rest and reports those rows with
 PostgreSQL's reason (docs/architecture.md section 7), instead of failing the batch.
 Rows go to ``predictions`` or, for challengers served in shadow, ``shadow_predictions``.
+The pool, its migrations and readiness are :class:`~phoenix_stream.storage.database.Database`'s:
+the sink creates and starts the worker's one database (``sink.database``), which the other
+stores borrow.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -33,8 +34,8 @@ from mode import Service
 
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.redaction import redact
-from phoenix_stream.retrying import Backoff, logged_retry, retry_outages
-from phoenix_stream.storage.migrations import apply_migrations
+from phoenix_stream.retrying import logged_retry, retry_outages
+from phoenix_stream.storage.database import DRIVER_ERRORS, Database, is_data_error, is_transient
 from phoenix_stream.storage.rows import COLUMNS, prediction_records
 
 __all__ = [
@@ -44,8 +45,6 @@ __all__ = [
     "RowsRefused",
     "SinkReport",
     "Table",
-    "is_data_error",
-    "is_transient",
     "isolate_rejected",
     "prediction_records",
 ]
@@ -89,58 +88,6 @@ _COUNT_MODEL: dict[str, str] = {
     table: f"SELECT count(*) FROM {table} WHERE model = $1"  # noqa: S608
     for table in TABLES
 }
-# Everything the driver raises: server errors, client-side errors, socket errors.
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # refused, reset, unreachable; TimeoutError is an OSError too
-    asyncpg.PostgresError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-)
-# Server errors after which the same write can succeed later: the server is gone,
-# restarting, shutting down or overloaded, or the connection broke.
-_TRANSIENT_SERVER: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
-    asyncpg.exceptions.OperatorInterventionError,  # 57: admin shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
-    asyncpg.exceptions.TransactionRollbackError,  # 40: serialization failure, deadlock
-)
-# Client errors that a retry cannot fix: bad data or configuration, missing features.
-_PERMANENT_CLIENT: tuple[type[BaseException], ...] = (
-    ValueError,  # asyncpg's client-side DataError and ClientConfigurationError
-    asyncpg.exceptions.UnsupportedClientFeatureError,
-    asyncpg.exceptions.UnsupportedServerFeatureError,
-)
-
-
-# Errors that blame the rows, not the server or the connection: the same rows fail the
-# same way again, and the batch without the offending row goes in.
-_DATA_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,  # class 22: out of range, bad time, NUL, bad text representation
-    asyncpg.IntegrityConstraintViolationError,  # class 23: CHECK, NOT NULL
-    asyncpg.ProgramLimitExceededError,  # class 54: an index entry too large
-    # Raised by the driver while encoding a record for COPY (a label beyond int4, a lone
-    # surrogate, a wrong type); the connection stays usable, as for the server errors.
-    TypeError,
-    ValueError,  # includes UnicodeEncodeError and asyncpg's client-side DataError
-    OverflowError,
-)
-
-
-def is_data_error(exc: BaseException | None) -> bool:
-    """True if ``exc``, raised while writing rows, means PostgreSQL or the driver refuses them."""
-    return isinstance(exc, _DATA_ERRORS)
-
-
-def is_transient(exc: BaseException | None) -> bool:
-    """True if ``exc`` (usually a SinkError's cause) means a retry may succeed."""
-    if isinstance(exc, (OSError, *_TRANSIENT_SERVER)):
-        return True
-    # When the server vanishes mid-operation asyncpg also raises client-side errors:
-    # InterfaceError "the underlying connection is closed" from a transaction block, and
-    # InternalClientError "cannot switch to state ..." after a COPY cut short. The write
-    # discards that connection, so a retry starts on a fresh one.
-    client_errors = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
-    return isinstance(exc, client_errors) and not isinstance(exc, _PERMANENT_CLIENT)
 
 
 class RowsRefused(SinkError):
@@ -214,11 +161,6 @@ def _refusal(exc: RowsRefused) -> tuple[str, str | None]:
     return reason, column if isinstance(column, str) else None
 
 
-async def _init_connection(conn: Any) -> None:
-    # Per connection, also after a reconnect; the pool's reset on release keeps temp tables.
-    await conn.execute(_CREATE_STAGING)
-
-
 class PredictionSink(Service):
     """Writes prediction rows to PostgreSQL; backoff bounds in seconds.
 
@@ -238,106 +180,36 @@ class PredictionSink(Service):
         server_settings: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        Backoff(min_backoff_s, max_backoff_s)  # refuses bounds that cannot make a schedule
-        self.dsn = dsn
-        self.min_backoff_s = min_backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.pool_size = pool_size
-        self.connect_timeout_s = connect_timeout_s
+        # The worker's one database: started with the sink, borrowed by the other stores.
+        self.database = Database(
+            dsn,
+            min_backoff_s,
+            max_backoff_s,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            command_timeout_s=command_timeout_s,
+            server_settings=server_settings,
+            connection_setup=(_CREATE_STAGING,),
+            application_name="phoenix-sink",
+        )
         self.command_timeout_s = command_timeout_s
-        # e.g. {"search_path": "..."} to confine a test or benchmark to its own schema
-        self.server_settings = dict(server_settings or {})
         self.retries = 0
-        self._pool: Any = None
-        self._open_lock = asyncio.Lock()
-        self._rng = random.Random()  # jitter only, not security
         super().__init__(**kwargs)
+
+    def on_init_dependencies(self) -> list[Service]:
+        return [self.database]
 
     @property
     def ready(self) -> bool:
-        """True once the pool is open and migrations are applied."""
-        return self._pool is not None
+        """True once the database's pool is open and migrations are applied."""
+        return self.database.ready
 
-    async def on_start(self) -> None:
-        """Open the pool and apply migrations; if PostgreSQL is down, retry in the background."""
-        try:
-            await self._open()
-        except SinkError as exc:
-            log.warning("PostgreSQL not ready at start (%s); retrying in the background", exc)
-            self.add_future(self._open_until_ready())
-
-    async def on_stop(self) -> None:
-        """Close the pool (waiting briefly for in-flight writes, then terminating)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), timeout=self.connect_timeout_s)
-        except _DRIVER_ERRORS as exc:  # TimeoutError included
-            log.warning("Closing the PostgreSQL pool failed (%r); terminating it", exc)
-            pool.terminate()
-
-    async def _open(self) -> Any:
-        """Return the pool, opening it and applying migrations first if needed."""
-        async with self._open_lock:
-            if self._pool is not None:
-                return self._pool
-            pool = None
-            try:
-                pool = await asyncpg.create_pool(
-                    self.dsn,
-                    # No floor: asyncpg would keep reconnecting it in the background during
-                    # an outage (logging each try) and can race pool.close(); the sink's
-                    # writes reconnect on demand anyway.
-                    min_size=0,
-                    max_size=self.pool_size,
-                    timeout=self.connect_timeout_s,
-                    command_timeout=self.command_timeout_s,
-                    init=_init_connection,
-                    server_settings={"application_name": "phoenix-sink", **self.server_settings},
-                )
-                async with pool.acquire(timeout=self.command_timeout_s) as conn:
-                    applied = await apply_migrations(conn)
-            except _DRIVER_ERRORS as exc:
-                if pool is not None:
-                    pool.terminate()
-                raise SinkError(redact(f"cannot open PostgreSQL at {self.dsn}: {exc!r}")) from exc
-            except SinkError:
-                if pool is not None:
-                    pool.terminate()
-                raise
-            if applied:
-                log.info("PostgreSQL schema migrated to %04d", applied[-1])
-            self._pool = pool
-            return pool
+    async def ping(self) -> bool:
+        """True if PostgreSQL answers (``Database.ping``); never raises."""
+        return await self.database.ping()
 
     def _count_retry(self) -> None:
         self.retries += 1
-
-    def _backoff(self) -> Backoff:
-        return Backoff(self.min_backoff_s, self.max_backoff_s, self._rng)
-
-    async def _open_until_ready(self) -> None:
-        backoff = self._backoff()
-
-        async def open_unless_stopping() -> None:
-            if not self.should_stop:
-                await self._open()
-
-        def report(exc: BaseException, failures: int, delay: float) -> None:
-            log.warning("PostgreSQL still not ready (attempt %d): %s", failures, exc)
-
-        # on_start has just failed once: wait before the first attempt here.
-        await self.sleep(backoff.next_delay())
-        await retry_outages(
-            open_unless_stopping,
-            is_outage=lambda exc: isinstance(exc, SinkError),
-            backoff=backoff,
-            on_retry=report,
-            pause=self.sleep,
-        )
-        if self._pool is not None:
-            log.info("PostgreSQL ready after %d background attempts", backoff.failures + 1)
 
     async def write(
         self,
@@ -358,7 +230,7 @@ class PredictionSink(Service):
     async def _write_records(self, records: Sequence[tuple[Any, ...]], table: Table) -> int:
         if not records:
             return 0
-        pool = await self._open()
+        pool = await self.database.pool()
         try:
             async with pool.acquire(timeout=self.command_timeout_s) as conn:
                 try:
@@ -377,7 +249,7 @@ class PredictionSink(Service):
                     # state confused on a connection that still looks open; never reuse it.
                     conn.terminate()
                     raise
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise SinkError(
                 f"writing {len(records)} predictions failed: {redact(repr(exc))}"
             ) from exc
@@ -471,67 +343,25 @@ class PredictionSink(Service):
         return await retry_outages(
             write_unless_stopping,
             is_outage=lambda exc: isinstance(exc, SinkError) and is_transient(exc.__cause__),
-            backoff=self._backoff(),
+            backoff=self.database.backoff(),
             on_retry=logged_retry(
                 log, f"Writing {len(records)} predictions failed", self._count_retry
             ),
-            pause=lambda delay: self._pause(delay, stop_event),
+            pause=lambda delay: self.database.pause(delay, stop_event),
         )
-
-    async def _pause(self, delay: float, stop_event: asyncio.Event | None) -> None:
-        """Sleep ``delay`` seconds, waking early when the service stops or ``stop_event`` is set."""
-        if stop_event is None:
-            await self.sleep(delay)
-            return
-        waiters = [
-            asyncio.ensure_future(self.sleep(delay)),
-            asyncio.ensure_future(stop_event.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        """A pooled asyncpg connection of the migrated database, for the other stores.
-
-        Driver errors raised inside the block come out as SinkError (cause kept); use
-        ``is_transient(exc.__cause__)`` to tell an outage from a refusal.
-        """
-        pool = await self._open()
-        try:
-            async with pool.acquire(timeout=self.command_timeout_s) as conn:
-                yield conn
-        except _DRIVER_ERRORS as exc:
-            raise SinkError(f"PostgreSQL failed: {redact(repr(exc))}") from exc
-
-    async def ping(self) -> bool:
-        """True if PostgreSQL answers ``SELECT 1`` within the connect timeout; never raises."""
-        pool = self._pool
-        if pool is None:
-            return False
-        try:
-            async with pool.acquire(timeout=self.connect_timeout_s) as conn:
-                return bool(await conn.fetchval("SELECT 1", timeout=self.connect_timeout_s) == 1)
-        except _DRIVER_ERRORS as exc:
-            log.debug("PostgreSQL ping failed: %r", exc)
-            return False
 
     async def count_predictions(
         self, model: str | None = None, *, table: str = "predictions"
     ) -> int:
         """Number of stored rows in ``table``, of one ``model`` or all (for tests and the demo)."""
         target = _checked(table)
-        pool = await self._open()
+        pool = await self.database.pool()
         try:
             async with pool.acquire(timeout=self.command_timeout_s) as conn:
                 if model is None:
                     return int(await conn.fetchval(_COUNT[target]))
                 return int(await conn.fetchval(_COUNT_MODEL[target], model))
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise SinkError(f"counting {target} failed: {redact(repr(exc))}") from exc
 
 

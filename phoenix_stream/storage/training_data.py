@@ -6,7 +6,7 @@ limit: it walks the ``(model, predicted_at)`` index backwards from the newest pr
 and stops after ``limit`` usable rows. Rows served while Redis was down (``degraded``:
 every feature a default) and rows missing a feature or holding a non-number are left
 out, and so are labels of a source not trusted (``lifecycle.label_sources``). The store
-shares the sink's asyncpg pool (``PredictionSink.connection``).
+shares the worker's asyncpg pool (``Database.connection``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from phoenix_stream.exceptions import SinkError
 from phoenix_stream.lifecycle.label_sources import LabelSources
-from phoenix_stream.storage.sink import PredictionSink, is_data_error
+from phoenix_stream.storage.database import Database, is_data_error
 
 __all__ = ["TrainingData", "TrainingRows"]
 
@@ -73,10 +73,10 @@ class TrainingRows(NamedTuple):
 
 
 class TrainingData:
-    """Reads training rows on the sink's PostgreSQL pool; only labels of trusted sources."""
+    """Reads training rows on the worker's PostgreSQL pool; only labels of trusted sources."""
 
-    def __init__(self, sink: PredictionSink, sources: LabelSources | None = None) -> None:
-        self._sink = sink
+    def __init__(self, database: Database, sources: LabelSources | None = None) -> None:
+        self._database = database
         self.sources = sources or LabelSources()  # default: HTTP labels only
 
     async def fetch(
@@ -99,7 +99,7 @@ class TrainingData:
         if limit <= 0:
             raise ValueError(f"limit must be positive, not {limit}")
         try:
-            async with self._sink.connection() as conn:
+            async with self._database.connection() as conn:
                 try:
                     rows: list[Any] = await conn.fetch(
                         _FETCH,

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from phoenix_stream.exceptions import ShuttingDown
+from phoenix_stream.messages.records import InRecord
 from phoenix_stream.streaming.failure_policy import FailurePolicy, Handler
-from phoenix_stream.streaming.records import InRecord
 
 log = logging.getLogger(__name__)
 

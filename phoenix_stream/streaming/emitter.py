@@ -30,8 +30,8 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import ProduceError, Undeliverable
+from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.retrying import Backoff
-from phoenix_stream.streaming.records import OutRecord
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from phoenix_stream.exceptions import (
     Undeliverable,
 )
 from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.messages.records import InRecord
 from phoenix_stream.retrying import Backoff, retry_outages
-from phoenix_stream.storage.sink import is_transient as is_transient_database_error
+from phoenix_stream.storage.database import is_transient as is_transient_database_error
 from phoenix_stream.streaming.emitter import BatchEmitter
-from phoenix_stream.streaming.records import InRecord
 from phoenix_stream.streaming.stalls import AgentWatch
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from phoenix_stream import metrics
 from phoenix_stream.messages.dead_letters import DeadLetters
-from phoenix_stream.messages.encoding import encode_prediction
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.requests import ParsedRequest, RejectedRequest, decode_record
+from phoenix_stream.serving.encoding import encode_prediction
 from phoenix_stream.serving.predictor import Outcome, Predictor
 from phoenix_stream.streaming.emitter import BatchEmitter
-from phoenix_stream.streaming.records import InRecord, OutRecord
 
 # Every request names its entity: counting this marker (a memchr-speed scan, no parsing)
 # estimates a record's requests from above, so that a group can be cut before decoding.

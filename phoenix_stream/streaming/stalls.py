@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phoenix_stream import metrics
-from phoenix_stream.streaming.records import InRecord
+from phoenix_stream.messages.records import InRecord
 
 log = logging.getLogger(__name__)
 

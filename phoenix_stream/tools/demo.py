@@ -19,13 +19,13 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.redaction import redact
 from phoenix_stream.settings import Settings
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, client_options
 from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.tools.simulator import SimulationConfig, run_simulation
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.training.seeding import seed_feature_store
 from phoenix_stream.training.train import ensure_demo_models
 
 # Seconds to wait, after the last request was produced, for the pipeline to drain.

@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.settings import Settings, bootstrap_servers
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.training.seeding import seed_feature_store
 from phoenix_stream.training.train import ensure_demo_models
 
 SEEDED_ENTITIES = 2000

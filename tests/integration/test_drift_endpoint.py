@@ -87,7 +87,7 @@ async def stored(services: ServiceAddresses) -> list[DriftReport]:
     sink = PredictionSink(services.postgres_dsn)
     await sink.start()
     try:
-        await DriftStore(sink).record(reports)
+        await DriftStore(sink.database).record(reports)
     finally:
         await sink.stop()
     return reports

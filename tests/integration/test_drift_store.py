@@ -14,8 +14,9 @@ import pytest
 
 from phoenix_stream.drift.report import DriftReport, FeatureDrift
 from phoenix_stream.exceptions import SinkError
+from phoenix_stream.storage.database import is_transient
 from phoenix_stream.storage.drift import DriftStore
-from phoenix_stream.storage.sink import PredictionSink, is_transient
+from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.tools.worker_process import free_port
 
 RULE = {
@@ -55,11 +56,11 @@ def report(window: int, version: str = "v1", model: str = "credit", **changes: A
 
 @pytest.fixture
 def store(sink: PredictionSink) -> DriftStore:
-    return DriftStore(sink)
+    return DriftStore(sink.database)
 
 
 async def stored_rows(sink: PredictionSink) -> list[tuple[str, str, float]]:
-    async with sink.connection() as conn:
+    async with sink.database.connection() as conn:
         rows = await conn.fetch(
             "SELECT model, version, extract(epoch FROM window_start)::float8 AS start "
             "FROM drift_reports ORDER BY 1, 2, 3"
@@ -134,7 +135,7 @@ async def test_postgresql_down_is_a_transient_sink_error() -> None:
     # Nothing listens on a port that was free a moment ago.
     down = PredictionSink(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", 0.05, 0.5)
     with pytest.raises(SinkError) as caught:
-        await DriftStore(down).record([report(0)])
+        await DriftStore(down.database).record([report(0)])
     assert is_transient(caught.value.__cause__)
     with pytest.raises(SinkError, match="cannot open PostgreSQL"):
-        await DriftStore(down).recent("credit")
+        await DriftStore(down.database).recent("credit")

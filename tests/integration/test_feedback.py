@@ -46,7 +46,7 @@ def store(sink: PredictionSink) -> FeedbackStore:
     # Kafka labels trusted: these tests check the statements' arithmetic; which sources
     # count is test_only_trusted_sources_count.
     trusted = LabelSources(trust_kafka=True)
-    return FeedbackStore(sink, min_backoff_s=0.05, max_backoff_s=0.5, sources=trusted)
+    return FeedbackStore(sink.database, min_backoff_s=0.05, max_backoff_s=0.5, sources=trusted)
 
 
 @pytest.fixture
@@ -127,8 +127,8 @@ async def test_old_orphans_expire_and_late_predictions_adopt_theirs(
 
 
 async def test_only_trusted_sources_count(sink: PredictionSink, conn: Any) -> None:
-    untrusting = FeedbackStore(sink)  # the default: HTTP labels only
-    trusting = FeedbackStore(sink, sources=LabelSources(trust_kafka=True))
+    untrusting = FeedbackStore(sink.database)  # the default: HTTP labels only
+    trusting = FeedbackStore(sink.database, sources=LabelSources(trust_kafka=True))
     await sink.write([prediction(f"s{i}", "1", "champion", 0.9, NOW) for i in range(6)])
     await untrusting.write([fb("s0", 0), fb("s1", 0), fb("s2", 1)])  # from Kafka
     await conn.execute(  # a label stored before sources were recorded
@@ -164,7 +164,7 @@ async def test_only_trusted_sources_count(sink: PredictionSink, conn: Any) -> No
 
 
 async def test_orphans_beyond_the_bound_are_refused(sink: PredictionSink, conn: Any) -> None:
-    bounded = FeedbackStore(sink, orphan_max=3)
+    bounded = FeedbackStore(sink.database, orphan_max=3)
     await sink.write([prediction("known", "1", "champion", 0.9, NOW)])
     report = await bounded.write([fb(f"o{i}", 1) for i in range(5)] + [fb("known", 1)])
     assert (report.written, report.orphans) == (4, 3)

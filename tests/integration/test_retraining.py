@@ -86,7 +86,7 @@ async def store(
 ) -> None:
     """Write ``rows`` and the labels of some of them (request_id -> 0/1)."""
     await sink.write(rows)
-    feedback = FeedbackStore(sink)
+    feedback = FeedbackStore(sink.database)
     # Through the authenticated path (source http:...): retraining counts only those.
     items = [ParsedFeedback(rid, y, NOW) for rid, y in labels.items()]
     report = await feedback.attach(items, "test", None)
@@ -115,7 +115,7 @@ async def test_training_rows_are_the_window_joined_with_feedback(sink: Predictio
     # An extra feature the champion does not use is ignored; the order is the caller's.
     await store(sink, [row("extra", {**vector(X[31]), "zz": 1.0}, since + 400)], {"extra": 0})
 
-    data = TrainingData(sink)
+    data = TrainingData(sink.database)
     rows = await data.fetch(MODEL, FEATURE_NAMES, since=since, until=until, limit=1000)
     assert rows.X.dtype == np.float32 and rows.y.dtype == np.int64
     assert rows.feature_names == FEATURE_NAMES
@@ -174,7 +174,7 @@ async def test_a_job_trains_registers_and_shadows_a_version_from_stored_feedback
     await store(sink, rows, {f"r{i}": int(y[i]) for i in range(len(X))})
     publisher = RecordingPublisher()
     job = RetrainJob(
-        TrainingData(sink),
+        TrainingData(sink.database),
         lambda model: Deployment(model, "1"),
         publisher,
         registry,
@@ -219,7 +219,7 @@ async def test_too_few_stored_labels_fail_the_job(sink: PredictionSink, registry
     rows = [row(f"s{i}", vector(X[i]), NOW - 100) for i in range(len(X))]
     await store(sink, rows, {f"s{i}": int(y[i]) for i in range(len(X))})
     job = RetrainJob(
-        TrainingData(sink),
+        TrainingData(sink.database),
         lambda m: Deployment(m, "1"),
         RecordingPublisher(),
         registry,

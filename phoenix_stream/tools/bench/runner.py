@@ -23,13 +23,13 @@ from typing import Any
 
 import faust
 
-from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.settings import Settings
 from phoenix_stream.tools.bench.config import BenchConfig
 from phoenix_stream.tools.bench.health_flood import health_under_flood
 from phoenix_stream.tools.bench.phases import BenchPhases, say
 from phoenix_stream.tools.bench.stats import check_targets, format_table, ratio
 from phoenix_stream.tools.services import running_services, services_given
+from phoenix_stream.training.seeding import seed_feature_store
 from phoenix_stream.training.train import ensure_demo_models
 
 __all__ = ["BenchConfig", "run_bench"]

@@ -34,7 +34,6 @@ import orjson
 from scipy import special
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import AGENTS, Settings
 from phoenix_stream.streaming.kafka_auth import KafkaAuth
@@ -52,6 +51,7 @@ from phoenix_stream.training.datagen import (
     profiles,
     sample_request_features,
 )
+from phoenix_stream.training.seeding import seed_feature_store
 from phoenix_stream.training.train import ensure_demo_models
 
 Shift = Literal["sudden", "gradual"]

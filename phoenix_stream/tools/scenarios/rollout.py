@@ -28,7 +28,6 @@ import aiohttp
 import numpy as np
 import orjson
 
-from phoenix_stream.features.seeding import seed_feature_store
 from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
 from phoenix_stream.settings import Settings
 from phoenix_stream.streaming.kafka_auth import KafkaAuth
@@ -52,6 +51,7 @@ from phoenix_stream.training.datagen import (
     sample_labels,
     sample_request_features,
 )
+from phoenix_stream.training.seeding import seed_feature_store
 
 TOKEN = secrets.token_hex(16)  # this run's admin token, passed to its workers
 TICK_S = 0.05

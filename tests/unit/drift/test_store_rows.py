@@ -191,8 +191,8 @@ class FakeConnection:
         return new
 
 
-class FakeSink:
-    """Hands out the one fake connection, as ``PredictionSink.connection`` does."""
+class FakeDatabase:
+    """Hands out the one fake connection, as ``Database.connection`` does."""
 
     def __init__(self, conn: FakeConnection) -> None:
         self.conn = conn
@@ -203,7 +203,7 @@ class FakeSink:
 
 
 def store_on(conn: FakeConnection) -> DriftStore:
-    return DriftStore(FakeSink(conn))  # type: ignore[arg-type]
+    return DriftStore(FakeDatabase(conn))  # type: ignore[arg-type]
 
 
 async def test_record_returns_the_new_reports_in_order_once_each() -> None:

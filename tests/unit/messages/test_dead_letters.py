@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from phoenix_stream.messages.dead_letters import MAX_ERROR_CHARS, MAX_KEY_BYTES, DeadLetters
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.schemas import DeadLetter
-from phoenix_stream.streaming.records import InRecord, OutRecord
 
 LIMIT = 4096
 

@@ -41,8 +41,8 @@ class FakeConnection:
         return "SELECT 1"  # the advisory lock: nothing to script
 
 
-class FakeSink:
-    """Hands out the one fake connection, wrapping driver errors as PredictionSink does."""
+class FakeDatabase:
+    """Hands out the one fake connection, wrapping driver errors as Database.connection does."""
 
     def __init__(self, conn: FakeConnection) -> None:
         self.conn = conn
@@ -74,7 +74,7 @@ ITEMS = [ParsedFeedback("a", 1, 1_700_000_000.0), ParsedFeedback("b", 0, 1_700_0
 def make_store(script: list[Any], stopping: list[bool] | None = None) -> FeedbackStore:
     flags = stopping if stopping is not None else [False]
     return FeedbackStore(
-        FakeSink(FakeConnection(script)),  # type: ignore[arg-type]
+        FakeDatabase(FakeConnection(script)),  # type: ignore[arg-type]
         min_backoff_s=0.001,
         max_backoff_s=0.002,
         is_stopping=lambda: flags[0],
@@ -87,7 +87,7 @@ async def test_outages_are_retried_until_the_write_succeeds() -> None:
     report = await store.write_until_done(ITEMS)
     assert (report.written, report.duplicates) == (2, 0)
     assert store.retries == 2
-    fake = store._sink.conn  # type: ignore[attr-defined]
+    fake = store._database.conn  # type: ignore[attr-defined]
     assert fake.calls == 3 and fake.terminated == 2  # a broken connection is never reused
 
 
@@ -111,4 +111,4 @@ async def test_stopping_gives_up_after_an_outage_with_the_events_unacked() -> No
     store = make_store([ConnectionRefusedError("down"), all_new], [True])
     with pytest.raises(SinkError, match="stopping; 2 feedback labels were not written"):
         await store.write_until_done(ITEMS)
-    assert store._sink.conn.calls == 1  # type: ignore[attr-defined]  # no retry
+    assert store._database.conn.calls == 1  # type: ignore[attr-defined]  # no retry

@@ -18,14 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phoenix_stream.exceptions import SinkError
+from phoenix_stream.storage.database import is_data_error, is_transient
 from phoenix_stream.storage.rows import COLUMNS, prediction_records
 from phoenix_stream.storage.sink import (
     PredictionSink,
     RowsRefused,
     SinkReport,
     Table,
-    is_data_error,
-    is_transient,
     isolate_rejected,
 )
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.streaming.batches import run_batches
 from phoenix_stream.streaming.failure_policy import FailurePolicy
-from phoenix_stream.streaming.records import InRecord, OutRecord
 
 
 @dataclass

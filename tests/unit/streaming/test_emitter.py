@@ -14,8 +14,8 @@ from aiokafka import errors as kafka_errors
 
 from phoenix_stream.exceptions import ProduceError
 from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.streaming.emitter import BatchEmitter
-from phoenix_stream.streaming.records import OutRecord
 
 MAX_BATCH_BYTES = 5000
 BROKER_LIMIT = 1500  # the "broker" refuses a batch holding a value larger than this

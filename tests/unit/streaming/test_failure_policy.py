@@ -19,8 +19,8 @@ from phoenix_stream.exceptions import (
     Undeliverable,
 )
 from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.streaming.failure_policy import FailurePolicy, is_transient
-from phoenix_stream.streaming.records import InRecord, OutRecord
 
 
 class RecordingEmitter:

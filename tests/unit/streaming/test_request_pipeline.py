@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import orjson
 
 from phoenix_stream.messages.dead_letters import DeadLetters
+from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.requests import ParsedRequest
 from phoenix_stream.serving.predictor import Outcome, Rejection, Scored
-from phoenix_stream.streaming.records import InRecord, OutRecord
 from phoenix_stream.streaming.request_pipeline import RequestPipeline, Topics
 
 TOPICS = Topics("predictions", "shadow", "dead")

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from phoenix_stream import metrics
-from phoenix_stream.streaming.records import InRecord
+from phoenix_stream.messages.records import InRecord
 from phoenix_stream.streaming.stalls import (
     AgentWatch,
     StallWatch,

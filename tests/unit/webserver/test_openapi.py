@@ -3,19 +3,22 @@ routes Faust's web app registers, and a document schemathesis accepts."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 
-from phoenix_stream.app import app
+from phoenix_stream.app import create_app
+from phoenix_stream.settings import Settings
 from phoenix_stream.webserver.openapi import FAUST_PATHS, document, operations
 
 
 @pytest.fixture(scope="module")
-def registered() -> set[tuple[str, str]]:
+def registered(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
     """(METHOD, path) of every route on the aiohttp app, as a starting worker builds it."""
-    web: Any = app.web
+    state_dir: Path = tmp_path_factory.mktemp("openapi")
+    web: Any = create_app(Settings(state_dir=state_dir)).web
     if not list(web.web_app.router.routes()):
         web.init_server()  # what the worker's web service does at start
     routes = {

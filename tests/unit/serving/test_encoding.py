@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from phoenix_stream.messages.encoding import encode_prediction
 from phoenix_stream.messages.schemas import Prediction
+from phoenix_stream.serving.encoding import encode_prediction
 from phoenix_stream.serving.predictor import Scored
 
 
