@@ -26,7 +26,7 @@ from phoenix_stream.drift.keeper import DriftWindowKeeper
 from phoenix_stream.drift.metrics_export import DriftMetrics
 from phoenix_stream.drift.report import DriftReport
 from phoenix_stream.exceptions import ShuttingDown, ValidationError
-from phoenix_stream.lifecycle.retraining import RetrainRequest
+from phoenix_stream.lifecycle.retrain_request import RetrainRequest
 from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.validation import load_json
 from phoenix_stream.storage.drift import DriftStore

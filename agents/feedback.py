@@ -141,9 +141,9 @@ def register(app: PhoenixApp) -> None:
         runtime = app.runtime
         for model in runtime.deployments.names():
             try:
-                results = await runtime.feedback.evaluate(model, settings.evaluation_window)
+                results = await runtime.evaluations.evaluate(model, settings.evaluation_window)
                 evaluation.publish(model, results)
-                await runtime.feedback.record_evaluation(
+                await runtime.evaluations.record_evaluation(
                     model,
                     results,
                     settings.evaluation_window,

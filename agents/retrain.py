@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from phoenix_stream.exceptions import Unauthenticated, ValidationError
 from phoenix_stream.lifecycle import control_auth
-from phoenix_stream.lifecycle.retraining import read_request
+from phoenix_stream.lifecycle.retrain_request import read_request
 from phoenix_stream.messages.records import InRecord
 from phoenix_stream.streaming.batches import run_batches
 

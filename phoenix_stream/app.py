@@ -88,7 +88,7 @@ class AppTopics:
     # Compacted, one partition, keyed by model: the latest decision per model is all a
     # reader needs.
     deployments: TopicT
-    # Retrain requests (lifecycle.retraining.RetrainRequest), keyed by model. One
+    # Retrain requests (lifecycle.retrain_request.RetrainRequest), keyed by model. One
     # partition: one worker trains at a time, and a model's requests stay in order. Not
     # compacted: a request not yet read must not be replaced by a later one.
     retrain: TopicT

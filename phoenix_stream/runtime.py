@@ -35,6 +35,7 @@ from phoenix_stream.serving.predictor import Outcome, Predictor
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
+from phoenix_stream.storage.evaluations import EvaluationStore
 from phoenix_stream.storage.feedback import FeedbackStore
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.storage.training_data import TrainingData
@@ -93,6 +94,7 @@ class Runtime(Service):
             sources=label_sources,
             orphan_max=settings.feedback_orphan_max,
         )
+        self.evaluations = EvaluationStore(self.database, label_sources)
         self.registry = ModelRegistry(settings.models_dir, intra_op_threads=settings.onnx_threads)
         self.models = ServingModels(
             self.registry,
@@ -152,7 +154,7 @@ class Runtime(Service):
         self.rollout = RolloutController(
             self.deployments,
             self.publisher,
-            self.feedback,
+            self.evaluations,
             RolloutRules(step_labels=settings.canary_step_labels),
         )
         # Retraining, called by the retrain agent: trains off the loop, deploys a shadow.

@@ -37,7 +37,7 @@ class _Evaluation:
         if model not in app.runtime.deployments.names():
             return json_error(404, f"unknown model {shorten(model)!r}", "model")
         try:
-            results = await app.runtime.feedback.evaluate(model, settings.evaluation_window)
+            results = await app.runtime.evaluations.evaluate(model, settings.evaluation_window)
         except SinkError as exc:
             return json_error(
                 503, f"PostgreSQL cannot answer: {shorten(str(exc), 200)}", kind="database"
@@ -47,7 +47,7 @@ class _Evaluation:
             {
                 "model": model,
                 "window": settings.evaluation_window,
-                "label_sources": app.runtime.feedback.sources.names,
+                "label_sources": app.runtime.evaluations.sources.names,
                 "variants": [r.as_dict() for r in results],
             }
         )

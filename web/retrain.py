@@ -20,7 +20,7 @@ from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream.exceptions import DeliveryTimeout, ProduceError, ShuttingDown, ValidationError
-from phoenix_stream.lifecycle.retraining import RetrainRequest, parse_request
+from phoenix_stream.lifecycle.retrain_request import RetrainRequest, parse_request
 from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.messages.validation import shorten
 from phoenix_stream.web.context import phoenix_app

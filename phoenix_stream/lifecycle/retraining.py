@@ -24,7 +24,7 @@ A ``RetrainRequest`` (on the ``retrain`` topic, keyed by model; from the drift d
    controller then ramps it, promotes or rolls it back.
 
 Every step is logged; every job is counted in ``phoenix_retrain_jobs_total`` by outcome.
-Requests travel signed (``control_auth``); ``read_request`` is how the agent takes one.
+The request itself, its checks and its signature are ``lifecycle.retrain_request``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import tempfile
 import time
 from collections import OrderedDict
@@ -47,39 +46,29 @@ import numpy as np
 import orjson
 
 from phoenix_stream import metrics
-from phoenix_stream.exceptions import PhoenixError, Unauthenticated, ValidationError
-from phoenix_stream.lifecycle.control_auth import ControlAuth
+from phoenix_stream.exceptions import PhoenixError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
-from phoenix_stream.messages.text import UnstorableText
-from phoenix_stream.messages.validation import EPOCH_RANGE, load_json, shorten
+from phoenix_stream.lifecycle.retrain_request import MAX_TEXT, RetrainRequest
+from phoenix_stream.messages.validation import shorten
 from phoenix_stream.serving.registration import RegistrationError, register_version
-from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry, is_identifier
+from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
 from phoenix_stream.storage.training_data import TrainingRows
 
 __all__ = [
     "ACTOR",
-    "MAX_REPORT_BYTES",
     "Outcome",
     "RetrainJob",
     "RetrainOutcome",
-    "RetrainRequest",
     "RetrainRules",
     "TrainSpec",
-    "decode_request",
-    "parse_request",
-    "read_request",
 ]
 
 log = logging.getLogger(__name__)
 
 ACTOR = "retrain"  # who the deployments of retrained versions are decided by
 KIND: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
-MAX_TEXT = 1000  # characters of a reason
-MAX_ID = 200  # characters of a trigger_id or an actor
-MAX_REPORT_BYTES = 8192  # a report's JSON; it travels on into the deployment's evidence
-MAX_REQUEST_BYTES = 16_384
 RECENT_TRIGGERS = 1000  # trigger ids remembered per job object, for dedup
 _REGISTER_ATTEMPTS = 3  # next version numbers tried when another registration took one
 
@@ -94,147 +83,6 @@ OUTCOMES: tuple[Outcome, ...] = (
 )
 # Who deploys challengers without being a person: their challengers a retraining replaces.
 MACHINE_ACTORS = frozenset({"", ACTOR})
-
-_REQUIRED = ("model", "reason", "requested_at", "actor")
-_FIELDS = frozenset({*_REQUIRED, "trigger_id", "report", "data_since", "replace_challenger"})
-
-
-# ------------------------------------------------------------------------------- request
-
-
-@dataclass(frozen=True, slots=True)
-class RetrainRequest:
-    """Ask for one retraining of ``model``; ``requested_at`` in epoch seconds.
-
-    ``trigger_id`` (None: never deduplicated) identifies the cause, such as one drift
-    alarm; ``report`` is the evidence behind it (the drift report), JSON of at most
-    MAX_REPORT_BYTES. ``data_since`` (epoch seconds; None: the last ``window_s``) is
-    where the training data starts. ``replace_challenger`` lets the new version replace
-    a challenger that a person deployed (set only by the admin endpoint).
-    """
-
-    model: str
-    reason: str
-    requested_at: float
-    actor: str
-    trigger_id: str | None = None
-    report: Mapping[str, Any] | None = None
-    data_since: float | None = None
-    replace_challenger: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON types: the wire and API shape."""
-        return {
-            "model": self.model,
-            "reason": self.reason,
-            "trigger_id": self.trigger_id,
-            "report": None if self.report is None else dict(self.report),
-            "requested_at": self.requested_at,
-            "actor": self.actor,
-            "data_since": self.data_since,
-            "replace_challenger": self.replace_challenger,
-        }
-
-    def encode(self) -> bytes:
-        """Unsigned JSON bytes (the agent refuses them on the topic: see ``seal``)."""
-        return orjson.dumps(self.as_dict())
-
-    def seal(self, auth: ControlAuth, topic: str) -> bytes:
-        """Signed JSON bytes for the ``retrain`` topic ``topic`` (key: the model)."""
-        return auth.seal(topic, self.as_dict())
-
-
-def read_request(
-    topic: str, key: bytes | None, value: bytes | None, auth: ControlAuth
-) -> RetrainRequest:
-    """A request from a record of ``topic``, if authentic and keyed by its model.
-
-    Unauthenticated (dead-letter kind ``unauthenticated_control``) for a wrong or missing
-    authenticator or key; ValidationError naming the field for an invalid request.
-    """
-    if value is not None and len(value) > MAX_REQUEST_BYTES:
-        raise ValidationError("$", f"is {len(value)} bytes, over the limit of {MAX_REQUEST_BYTES}")
-    request = parse_request(auth.open(topic, value))
-    if key != request.model.encode():
-        raise Unauthenticated("key", f"record key must be its model {request.model!r}")
-    return request
-
-
-def decode_request(raw: bytes | None) -> RetrainRequest:
-    """A request from the topic's bytes; ValidationError naming the field when invalid."""
-    if raw is None:
-        raise ValidationError("$", "record has no value")
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise ValidationError("$", f"is {len(raw)} bytes, over the limit of {MAX_REQUEST_BYTES}")
-    try:
-        data = load_json(raw)
-    except UnstorableText:
-        raise  # a ValidationError naming the field already
-    except ValueError as exc:
-        raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
-    return parse_request(data)
-
-
-def parse_request(data: Any) -> RetrainRequest:
-    """Validate a decoded request (a JSON object); ValidationError naming the field."""
-    if not isinstance(data, dict):
-        raise ValidationError("$", "a retrain request must be a JSON object")
-    unknown = sorted(str(key) for key in data.keys() - _FIELDS)
-    if unknown:
-        raise ValidationError(shorten(unknown[0]), "unknown field")
-    for key in _REQUIRED:
-        if key not in data:
-            raise ValidationError(key, "is required")
-    model = data["model"]
-    if not isinstance(model, str) or not is_identifier(model):
-        raise ValidationError("model", "must be a model name (letters, digits, ._-, at most 128)")
-    trigger_id = data.get("trigger_id")
-    if trigger_id is not None:
-        trigger_id = _text(trigger_id, "trigger_id", MAX_ID)
-    report = data.get("report")
-    if report is not None:
-        if not isinstance(report, dict):
-            raise ValidationError("report", "must be an object or null")
-        try:
-            encoded = orjson.dumps(report)
-        except orjson.JSONEncodeError as exc:  # NaN is fine (null); a huge int is not
-            raise ValidationError("report", f"is not JSON: {exc}") from exc
-        if len(encoded) > MAX_REPORT_BYTES or b"\\u0000" in encoded:
-            raise ValidationError("report", f"must be at most {MAX_REPORT_BYTES} bytes, no NUL")
-        report = orjson.loads(encoded)  # plain JSON from here on (NaN became null)
-    data_since = data.get("data_since")
-    replace = data.get("replace_challenger", False)
-    if not isinstance(replace, bool):
-        raise ValidationError("replace_challenger", "must be true or false")
-    return RetrainRequest(
-        model=model,
-        reason=_text(data["reason"], "reason", MAX_TEXT),
-        requested_at=_epoch(data["requested_at"], "requested_at"),
-        actor=_text(data["actor"], "actor", MAX_ID),
-        trigger_id=trigger_id,
-        report=report,
-        data_since=None if data_since is None else _epoch(data_since, "data_since"),
-        replace_challenger=replace,
-    )
-
-
-def _epoch(value: Any, field: str) -> float:
-    low, high = EPOCH_RANGE
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and low <= value <= high)
-    ):
-        raise ValidationError(field, f"must be epoch seconds between {low:.0f} and {high:.0f}")
-    return float(value)
-
-
-def _text(value: Any, field: str, limit: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, "must be a non-empty string")
-    if len(value) > limit or "\x00" in value:
-        raise ValidationError(field, f"must be at most {limit} characters, no NUL")
-    return value
 
 
 # ------------------------------------------------------------------------------- the job

@@ -1,6 +1,8 @@
 """Message schemas: the ``faust.Record`` classes that travel on phoenix topics.
 
-These classes are the contract for producers and consumers. The inference hot path
+These classes are the contract for consumers of what the worker writes. Requests have
+no Record: ``messages.requests`` decodes them (one or a list of them per record) with
+rules a Record cannot state, and its errors name the field. The inference hot path
 encodes predictions and dead letters straight to JSON (``serving.encoding``,
 ``messages.dead_letters``) because building a Record costs about 7 us a message; unit
 tests check that those bytes decode into these classes field for field.
@@ -14,16 +16,6 @@ import faust
 
 # Faust reads these annotations at class creation, so they use typing forms that
 # Python 3.11 can evaluate (no "X | None" strings it cannot resolve lazily).
-
-
-class PredictionRequest(faust.Record, serializer="json", validation=True):
-    """One inference request; a batch record on ``requests`` is a JSON list of these."""
-
-    request_id: str
-    entity_id: str
-    model: Optional[str] = None  # noqa: UP045 - evaluated by Faust at runtime
-    features: Optional[dict[str, float]] = None  # noqa: UP045
-    sent_at: Optional[float] = None  # noqa: UP045 - producer clock, seconds since epoch
 
 
 class Prediction(faust.Record, serializer="json"):

@@ -26,7 +26,14 @@ from phoenix_stream.redaction import redact
 from phoenix_stream.retrying import Backoff, retry_outages
 from phoenix_stream.storage.migrations import apply_migrations
 
-__all__ = ["DRIVER_ERRORS", "Database", "is_data_error", "is_transient"]
+__all__ = [
+    "DRIVER_ERRORS",
+    "Database",
+    "discard_if_broken",
+    "fetch",
+    "is_data_error",
+    "is_transient",
+]
 
 log = logging.getLogger(__name__)
 
@@ -255,3 +262,35 @@ class Database(Service):
         except DRIVER_ERRORS as exc:
             log.debug("PostgreSQL ping failed: %r", exc)
             return False
+
+
+async def fetch(
+    database: Database, query: str, *args: Any, what: str, lock: int | None = None
+) -> list[Any]:
+    """Rows of one statement on a pooled connection; SinkError naming ``what`` on failure.
+
+    With ``lock``, the statement runs in a transaction holding that advisory lock.
+    The SinkError's cause is the driver's error, for ``is_transient``.
+    """
+    try:
+        async with database.connection() as conn:
+            try:
+                if lock is None:
+                    rows: list[Any] = await conn.fetch(query, *args)
+                else:
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+                        rows = await conn.fetch(query, *args)
+            except BaseException as exc:
+                discard_if_broken(conn, exc)
+                raise
+    except SinkError as exc:
+        raise SinkError(f"{what} failed: {exc}") from (exc.__cause__ or exc)
+    return rows
+
+
+def discard_if_broken(conn: Any, exc: BaseException) -> None:
+    """Terminate ``conn`` unless ``exc`` blames the data: a statement cut short (server
+    killed, cancelled) can leave asyncpg's protocol state confused on an open connection."""
+    if not is_data_error(exc):
+        conn.terminate()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from phoenix_stream.drift.counts import decode_counts
 from phoenix_stream.exceptions import ModelLoadError, ValidationError
-from phoenix_stream.lifecycle import deployments, retraining
+from phoenix_stream.lifecycle import deployments, retrain_request
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, RejectedFeedback, decode_feedback
 from phoenix_stream.messages.requests import ParsedRequest, RejectedRequest, decode_record
 from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest
@@ -213,11 +213,11 @@ RETRAIN = {
 @given(inputs(RETRAIN) | st.none())
 def test_retrain_requests_decode_or_name_the_field(raw: bytes | None) -> None:
     try:
-        request = retraining.decode_request(raw)
+        request = retrain_request.decode_request(raw)
     except ValidationError as exc:
         assert exc.field is not None  # "$" for the record, maybe "" (a key named so)
         return
-    assert retraining.decode_request(request.encode()) == request
+    assert retrain_request.decode_request(request.encode()) == request
 
 
 # Drift counts: records between the inference and drift-window agents.

@@ -29,6 +29,7 @@ from phoenix_stream.lifecycle.evaluation import AUC_MIN_PER_CLASS
 from phoenix_stream.lifecycle.evidence import ArmSummary, PairedSummary
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.label_sources import LabelSources
+from phoenix_stream.storage.evaluations import EvaluationStore
 from phoenix_stream.storage.feedback import FeedbackStore
 from phoenix_stream.storage.sink import PredictionSink
 from phoenix_stream.testing import POLL_S, consume_json, metric_reaches, metric_value
@@ -47,6 +48,11 @@ def store(sink: PredictionSink) -> FeedbackStore:
     # count is test_only_trusted_sources_count.
     trusted = LabelSources(trust_kafka=True)
     return FeedbackStore(sink.database, min_backoff_s=0.05, max_backoff_s=0.5, sources=trusted)
+
+
+@pytest.fixture
+def evaluations(sink: PredictionSink) -> EvaluationStore:
+    return EvaluationStore(sink.database, LabelSources(trust_kafka=True))
 
 
 @pytest.fixture
@@ -129,16 +135,18 @@ async def test_old_orphans_expire_and_late_predictions_adopt_theirs(
 async def test_only_trusted_sources_count(sink: PredictionSink, conn: Any) -> None:
     untrusting = FeedbackStore(sink.database)  # the default: HTTP labels only
     trusting = FeedbackStore(sink.database, sources=LabelSources(trust_kafka=True))
+    untrusting_evaluations = EvaluationStore(sink.database)
+    trusting_evaluations = EvaluationStore(sink.database, LabelSources(trust_kafka=True))
     await sink.write([prediction(f"s{i}", "1", "champion", 0.9, NOW) for i in range(6)])
     await untrusting.write([fb("s0", 0), fb("s1", 0), fb("s2", 1)])  # from Kafka
     await conn.execute(  # a label stored before sources were recorded
         "INSERT INTO feedback (request_id, label, observed_at, source) "
         "VALUES ('s3', 1, now(), 'unrecorded')"
     )
-    assert await untrusting.evaluate("m", 100) == []
-    assert [r.n for r in await trusting.evaluate("m", 100)] == [3]
-    assert (await untrusting.arm_summaries("m", "1", "2", 0.0))["1"].n == 0
-    assert (await trusting.arm_summaries("m", "1", "2", 0.0))["1"].n == 3
+    assert await untrusting_evaluations.evaluate("m", 100) == []
+    assert [r.n for r in await trusting_evaluations.evaluate("m", 100)] == [3]
+    assert (await untrusting_evaluations.arm_summaries("m", "1", "2", 0.0))["1"].n == 0
+    assert (await trusting_evaluations.arm_summaries("m", "1", "2", 0.0))["1"].n == 3
 
     # An authenticated label replaces an untrusted one; a trusted one is never replaced.
     first = await untrusting.attach([fb("s0", 1), fb("s3", 0), fb("s4", 1)], "feedback-1", None)
@@ -159,7 +167,7 @@ async def test_only_trusted_sources_count(sink: PredictionSink, conn: Any) -> No
         ("s3", 0, "http:feedback-1"),
         ("s4", 1, "http:feedback-1"),
     ]
-    assert [r.n for r in await untrusting.evaluate("m", 100)] == [3]
+    assert [r.n for r in await untrusting_evaluations.evaluate("m", 100)] == [3]
     assert trusting.sources.names == ["http", "kafka"] and untrusting.sources.names == ["http"]
 
 
@@ -214,7 +222,7 @@ def _assert_matches(got: dict[str, Any], want: dict[str, Any]) -> None:
 
 
 async def test_evaluation_and_summaries_equal_a_direct_computation(
-    sink: PredictionSink, store: FeedbackStore
+    sink: PredictionSink, store: FeedbackStore, evaluations: EvaluationStore
 ) -> None:
     rng = random.Random(11)
     served: list[dict[str, Any]] = []
@@ -238,7 +246,7 @@ async def test_evaluation_and_summaries_equal_a_direct_computation(
     await store.write([fb(r, y) for r, y in labels.items()] + [fb("no-such-request", 1)])
 
     for window in (5000, 300):
-        results = await store.evaluate("m", window)
+        results = await evaluations.evaluate("m", window)
         want = _reference([*served, *({**r, "variant": "shadow"} for r in shadow)], labels, window)
         got = {(r.version, r.variant): r.as_dict() for r in results}
         assert set(got) == {("1", "champion"), ("2", "challenger"), ("2", "shadow")}
@@ -247,8 +255,8 @@ async def test_evaluation_and_summaries_equal_a_direct_computation(
             _assert_matches(got[key], want[key])
     # The challenger served ~200 labelled rows, ~80 positives: AUC reported at 50 per class.
     assert got[("2", "challenger")]["auc"] is not None
-    assert await store.evaluate("no-such-model", 100) == []
-    few = await store.evaluate("m", 60)  # 60 labelled rows cannot hold 50 of each class
+    assert await evaluations.evaluate("no-such-model", 100) == []
+    few = await evaluations.evaluate("m", 60)  # 60 labelled rows cannot hold 50 of each class
     assert all(r.auc is None and r.n == 60 for r in few)
 
     since = NOW - 3600 + 500  # requests 500 and later
@@ -261,7 +269,7 @@ async def test_evaluation_and_summaries_equal_a_direct_computation(
         and p["request_id"] in labels
         and (s := shadow_by_id[p["request_id"]])
     ]
-    paired = await store.paired_summary("m", "1", "2", since)
+    paired = await evaluations.paired_summary("m", "1", "2", since)
     assert paired == PairedSummary(
         len(pairs),
         float(sum(c - x for c, x in pairs)),
@@ -270,7 +278,7 @@ async def test_evaluation_and_summaries_equal_a_direct_computation(
     )
     assert paired.n > 500
 
-    arms = await store.arm_summaries("m", "1", "2", since)
+    arms = await evaluations.arm_summaries("m", "1", "2", since)
     for version in ("1", "2"):
         losses = [
             int(p["label"] != labels[p["request_id"]])
@@ -278,18 +286,18 @@ async def test_evaluation_and_summaries_equal_a_direct_computation(
             if p["version"] == version and p["received_at"] >= since and p["request_id"] in labels
         ]
         assert arms[version] == ArmSummary(len(losses), float(sum(losses)), float(sum(losses)))
-    assert (await store.arm_summaries("m", "1", "9", since))["9"] == ArmSummary()
+    assert (await evaluations.arm_summaries("m", "1", "9", since))["9"] == ArmSummary()
 
 
 async def test_evaluations_are_stored_about_once_per_period(
-    sink: PredictionSink, store: FeedbackStore, conn: Any
+    sink: PredictionSink, store: FeedbackStore, evaluations: EvaluationStore, conn: Any
 ) -> None:
     await sink.write([prediction(f"e{i}", "1", "champion", 0.8, NOW) for i in range(10)])
     await store.write([fb(f"e{i}", i % 2) for i in range(10)])
-    results = await store.evaluate("m", 100)
-    assert await store.record_evaluation("m", results, 100, min_gap_s=3600.0)
-    assert not await store.record_evaluation("m", results, 100, min_gap_s=3600.0)
-    assert await store.record_evaluation("m", results, 100, min_gap_s=0.0)
+    results = await evaluations.evaluate("m", 100)
+    assert await evaluations.record_evaluation("m", results, 100, min_gap_s=3600.0)
+    assert not await evaluations.record_evaluation("m", results, 100, min_gap_s=3600.0)
+    assert await evaluations.record_evaluation("m", results, 100, min_gap_s=0.0)
     rows = await conn.fetch("SELECT * FROM evaluations ORDER BY evaluated_at")
     assert len(rows) == 2
     assert (rows[0]["model"], rows[0]["version"], rows[0]["variant"]) == ("m", "1", "champion")

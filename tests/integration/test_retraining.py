@@ -27,12 +27,8 @@ import pytest
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord, parse_record
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
-from phoenix_stream.lifecycle.retraining import (
-    RetrainJob,
-    RetrainRequest,
-    RetrainRules,
-    parse_request,
-)
+from phoenix_stream.lifecycle.retrain_request import RetrainRequest, parse_request
+from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules
 from phoenix_stream.serving.registration import validate_version
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment

@@ -25,15 +25,17 @@ from phoenix_stream import metrics
 from phoenix_stream.exceptions import ConfigError, SinkError, Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentRecord
-from phoenix_stream.lifecycle.retraining import (
+from phoenix_stream.lifecycle.retrain_request import (
     MAX_REPORT_BYTES,
-    RetrainJob,
     RetrainRequest,
-    RetrainRules,
-    TrainSpec,
     decode_request,
     parse_request,
     read_request,
+)
+from phoenix_stream.lifecycle.retraining import (
+    RetrainJob,
+    RetrainRules,
+    TrainSpec,
     train_gradient_boosting,
 )
 from phoenix_stream.serving.registration import validate_version
