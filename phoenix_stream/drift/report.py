@@ -14,8 +14,7 @@ from typing import Any, Literal, get_args
 import orjson
 
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.text import UnstorableText
-from phoenix_stream.messages.validation import load_json
+from phoenix_stream.messages.validation import decode_json
 from phoenix_stream.serving.registry import is_identifier
 
 __all__ = [
@@ -104,15 +103,7 @@ class DriftReport:
 
 def decode_report(raw: bytes | None) -> DriftReport:
     """A report from the topic's bytes; ValidationError naming the field when invalid."""
-    if raw is not None and len(raw) > MAX_REPORT_BYTES:
-        raise ValidationError("$", f"a report must be at most {MAX_REPORT_BYTES} bytes")
-    try:
-        data = load_json(raw or b"")
-    except UnstorableText:
-        raise  # a ValidationError naming the field already
-    except ValueError as exc:
-        raise ValidationError("$", f"invalid JSON: {exc}") from exc
-    return parse_report(data)
+    return parse_report(decode_json(raw, MAX_REPORT_BYTES))
 
 
 def parse_report(data: Any) -> DriftReport:

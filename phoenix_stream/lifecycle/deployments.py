@@ -44,8 +44,7 @@ from mode import Service
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import Unauthenticated, UnknownModelError, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.messages.text import UnstorableText
-from phoenix_stream.messages.validation import load_json
+from phoenix_stream.messages.validation import decode_json
 from phoenix_stream.retrying import Backoff, retry_outages
 from phoenix_stream.serving.models import ServingModels
 from phoenix_stream.serving.registry import ModelRegistry, is_identifier
@@ -125,13 +124,7 @@ class DeploymentRecord:
 
 def decode_record(raw: bytes | None) -> DeploymentRecord:
     """A record from the topic's bytes; ValidationError naming the field when invalid."""
-    try:
-        data = load_json(raw or b"")
-    except UnstorableText:
-        raise  # a ValidationError naming the field already
-    except ValueError as exc:
-        raise ValidationError("$", f"invalid JSON: {exc}") from exc
-    return parse_record(data)
+    return parse_record(decode_json(raw))
 
 
 def parse_record(data: Any) -> DeploymentRecord:

@@ -18,8 +18,7 @@ import orjson
 
 from phoenix_stream.exceptions import Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.messages.text import UnstorableText
-from phoenix_stream.messages.validation import EPOCH_RANGE, load_json, shorten
+from phoenix_stream.messages.validation import EPOCH_RANGE, decode_json, shorten
 from phoenix_stream.serving.registry import is_identifier
 
 __all__ = [
@@ -102,17 +101,7 @@ def read_request(
 
 def decode_request(raw: bytes | None) -> RetrainRequest:
     """A request from the topic's bytes; ValidationError naming the field when invalid."""
-    if raw is None:
-        raise ValidationError("$", "record has no value")
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise ValidationError("$", f"is {len(raw)} bytes, over the limit of {MAX_REQUEST_BYTES}")
-    try:
-        data = load_json(raw)
-    except UnstorableText:
-        raise  # a ValidationError naming the field already
-    except ValueError as exc:
-        raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
-    return parse_request(data)
+    return parse_request(decode_json(raw, MAX_REQUEST_BYTES))
 
 
 def parse_request(data: Any) -> RetrainRequest:

@@ -179,6 +179,24 @@ def check_name(field: str, value: Any, limit: int, *, forbid_nul: bool = False) 
     return value
 
 
+def decode_json(raw: bytes | None, max_bytes: int | None = None) -> Any:
+    """The JSON value of one record's bytes, for the control and report decoders.
+
+    ValidationError naming ``$`` for a missing value, one over ``max_bytes`` or invalid
+    JSON, or naming the field of text PostgreSQL could not store (``UnstorableText``).
+    """
+    if raw is None:
+        raise ValidationError("$", "record has no value")
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ValidationError("$", f"is {len(raw)} bytes, over the limit of {max_bytes}")
+    try:
+        return load_json(raw)
+    except UnstorableText:
+        raise  # a ValidationError naming the field already
+    except ValueError as exc:
+        raise ValidationError("$", f"invalid JSON: {shorten(str(exc), 200)}") from exc
+
+
 def load_json(raw: bytes) -> Any:
     """Decode JSON; raises only ``ValueError`` (with the parser's message) if it is not JSON.
 

@@ -16,6 +16,7 @@ from phoenix_stream.messages.validation import (
     Envelope,
     Rejected,
     decode_items,
+    decode_json,
     identifier,
 )
 
@@ -130,3 +131,40 @@ def test_identifier_keeps_strings_and_writes_integers_as_text() -> None:
     assert identifier("entity_id", "e-1") == "e-1"
     assert identifier("entity_id", -(2**63)) == str(-(2**63))
     assert identifier("entity_id", "a\x00b") == "a\x00b"  # load_json's scan refuses it earlier
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (None, "record has no value"),
+        (b"x" * 11, "is 11 bytes, over the limit of 10"),
+        (b"{", "invalid JSON: "),
+    ],
+)
+def test_decode_json_names_what_is_wrong(raw: bytes | None, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        decode_json(raw, max_bytes=10)
+    assert caught.value.field == "$" and caught.value.message.startswith(message)
+
+
+@given(
+    st.binary(max_size=200)
+    | st.builds(
+        orjson.dumps,
+        st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+            ),
+            max_leaves=10,
+        ),
+    )
+)
+def test_decode_json_gives_a_value_or_a_validation_error(raw: bytes) -> None:
+    try:
+        decode_json(raw, max_bytes=150)
+    except ValidationError as exc:
+        assert exc.field and exc.message
+    else:
+        assert len(raw) <= 150  # nothing over the limit is taken
