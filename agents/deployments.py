@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from phoenix_stream.exceptions import PhoenixError, Unauthenticated, ValidationError
-from phoenix_stream.lifecycle import control_auth
+from phoenix_stream.exceptions import PhoenixError
 from phoenix_stream.lifecycle.deployments import DeploymentRecord, read_record
 from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.storage.deployments import DeploymentHistory
-from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.consumers import ConsumerSpec, Taken, one_message, register_consumer
 
 if TYPE_CHECKING:
     from phoenix_stream.app import PhoenixApp
@@ -31,49 +30,37 @@ log = logging.getLogger(__name__)
 
 def register(app: PhoenixApp) -> None:
     """The ``phoenix.deployments`` agent, and the rollout controller's timer."""
-    settings = app.settings
+    settings, runtime = app.settings, app.runtime
+    board = runtime.deployments
+    history = DeploymentHistory(runtime.database)
 
-    @app.agent(app.phoenix_topics.deployments, name="phoenix.deployments")
-    async def deployments(stream: Any) -> None:
-        """Record every decision on ``deployments`` in PostgreSQL."""
-        runtime = app.runtime
-        history = DeploymentHistory(runtime.database)
-        board = runtime.deployments
-
-        async def handle(records: Sequence[InRecord]) -> None:
-            valid: list[DeploymentRecord] = []
-            dead: list[OutRecord] = []
-            now = time.time()
-            for record in records:
-                if record.value is None:
-                    continue  # a tombstone (DELETE /v1/deployments/{model}): nothing to record
-                try:
-                    valid.append(
-                        read_record(
-                            record.topic,
-                            record.key,
-                            record.value,
-                            runtime.control_auth,
-                            registered=board.registered,
-                            now_s=now,
-                        )
-                    )
-                except ValidationError as exc:
-                    kind = (
-                        control_auth.KIND
-                        if isinstance(exc, Unauthenticated)
-                        else "invalid_deployment"
-                    )
-                    dead.append(
-                        runtime.dead_letters.record(record, kind, str(exc), field=exc.field)
-                    )
-            await history.record(valid)
-            if dead:
-                await runtime.emitter.emit(dead)
-
-        await run_batches(
-            stream, handle, runtime.failure_policy("deployments"), take=100, within_s=0.2
+    def parse(record: InRecord) -> DeploymentRecord | None:
+        if record.value is None:
+            return None  # a tombstone (DELETE /v1/deployments/{model}): nothing to record
+        return read_record(
+            record.topic,
+            record.key,
+            record.value,
+            runtime.control_auth,
+            registered=board.registered,
+            now_s=time.time(),
         )
+
+    async def record_decisions(taken: Sequence[Taken[DeploymentRecord]]) -> Sequence[OutRecord]:
+        await history.record([decision for _, decision in taken])
+        return []
+
+    register_consumer(
+        app,
+        ConsumerSpec(
+            name="deployments",
+            topic=app.phoenix_topics.deployments,
+            decode=one_message(parse, "invalid_deployment"),
+            handle=record_decisions,
+            take=100,
+            within_s=0.2,
+        ),
+    )
 
     async def rollout() -> None:
         """On the leader only: move challengers on evidence (when PHOENIX_AUTO_PROMOTE is on)."""

@@ -30,7 +30,7 @@ from phoenix_stream.lifecycle.retrain_request import RetrainRequest
 from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.validation import load_json
 from phoenix_stream.storage.drift import DriftStore
-from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.consumers import ConsumerSpec, Taken, register_consumer
 from phoenix_stream.tables.drift import FaustWindowCounts, drift_tables
 
 if TYPE_CHECKING:
@@ -53,6 +53,15 @@ def _summary(report: DriftReport) -> dict[str, Any]:
     }
 
 
+def _prediction_or_nothing(record: InRecord) -> list[dict[str, Any]]:
+    # Nothing to dead-letter here: the sink dead-letters what is not a prediction.
+    try:
+        value = load_json(record.value or b"")
+    except ValueError:
+        return []
+    return [value] if isinstance(value, dict) else []
+
+
 def register(app: PhoenixApp) -> None:
     """The drift agents, and the drift tables they own."""
     settings = app.settings
@@ -60,43 +69,38 @@ def register(app: PhoenixApp) -> None:
     tables = drift_tables(app)
     drift_windows, drift_monitors = tables.windows, tables.monitors
 
-    @app.agent(app.phoenix_topics.predictions, name="phoenix.drift-collector")
-    async def drift_collector(stream: Any) -> None:
-        """Bin served champion predictions per version; one counts record per version a batch."""
-        runtime = app.runtime
+    runtime = app.runtime
+
+    async def count(taken: Sequence[Taken[dict[str, Any]]]) -> Sequence[OutRecord]:
+        """Bin served champion predictions per version; one counts record per version."""
+        predictions = [prediction for _, prediction in taken]
         references = runtime.drift_references
+        await references.prepare(
+            {(str(p.get("model")), str(p.get("version"))) for p in predictions}
+        )
+        topic = settings.topic("drift-counts")
+        return [
+            OutRecord(topic, batch.key.encode(), batch.encode())
+            for batch in count_predictions(predictions, references)
+        ]
 
-        async def handle(records: Sequence[InRecord]) -> None:
-            predictions: list[dict[str, Any]] = []
-            for record in records:
-                try:
-                    value = load_json(record.value or b"")
-                except ValueError:
-                    continue  # the sink dead-letters what is not a prediction
-                if isinstance(value, dict):
-                    predictions.append(value)
-            keys = {(str(p.get("model")), str(p.get("version"))) for p in predictions}
-            await references.prepare(keys)
-            batches = count_predictions(predictions, references)
-            topic = settings.topic("drift-counts")
-            await runtime.emitter.emit(
-                [OutRecord(topic, batch.key.encode(), batch.encode()) for batch in batches]
-            )
-
-        await run_batches(
-            stream,
-            handle,
-            runtime.failure_policy("drift-collector"),
+    register_consumer(
+        app,
+        ConsumerSpec(
+            name="drift-collector",
+            topic=app.phoenix_topics.predictions,
+            decode=_prediction_or_nothing,
+            handle=count,
             take=settings.take_max,
             within_s=settings.take_within_ms / 1000.0,
-        )
+        ),
+    )
 
     @app.agent(app.phoenix_topics.drift_counts, name="phoenix.drift-windows")
     async def drift_window_agent(stream: Any) -> None:
         """Add counts into the current window; close the previous window when time moves on."""
         # drift-counts has the tables' partition count (TopicDeclarations creates it before
         # the consumer subscribes): every table write relies on that co-partitioning.
-        runtime = app.runtime
         store = DriftStore(runtime.database)
         exported = DriftMetrics()
         policy = runtime.failure_policy("drift-windows")

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import PhoenixError
 from phoenix_stream.lifecycle import evaluation
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, decode_feedback
 from phoenix_stream.messages.records import InRecord, OutRecord
+from phoenix_stream.messages.validation import Rejected
 from phoenix_stream.storage.feedback import FeedbackReport
-from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.consumers import ConsumerSpec, Taken, register_consumer
 
 if TYPE_CHECKING:
     from phoenix_stream.app import PhoenixApp
@@ -71,74 +72,57 @@ def register(app: PhoenixApp) -> None:
     orphan_sweep_statements = settings.feedback_orphan_max // ORPHAN_SWEEP_ROWS + 2
     conflicts = _ConflictLog(CONFLICT_LOG_EVERY_S)
 
-    @app.agent(app.phoenix_topics.feedback, name="phoenix.feedback")
-    async def feedback(stream: Any) -> None:
-        """Store each request's first true label once in PostgreSQL."""
-        runtime = app.runtime
-        store = runtime.feedback
+    runtime = app.runtime
+    store = runtime.feedback
 
-        async def handle(records: Sequence[InRecord]) -> None:
-            now = time.time()
-            items: list[ParsedFeedback] = []
-            origin: dict[str, InRecord] = {}  # request_id -> its record, for an overflow letter
-            dead: list[OutRecord] = []
-            for record in records:
-                for decoded in decode_feedback(
-                    record.value,
-                    now=now,
-                    max_bytes=settings.max_record_bytes,
-                    max_batch=settings.max_batch_requests,
-                ):
-                    if isinstance(decoded, ParsedFeedback):
-                        items.append(decoded)
-                        origin.setdefault(decoded.request_id, record)
-                        continue
-                    dead.append(
-                        runtime.dead_letters.record(
-                            record,
-                            decoded.kind,
-                            decoded.error,
-                            field=decoded.field,
-                            original=decoded.original,
-                            batch_index=decoded.batch_index,
-                        )
-                    )
-            if items:
-                retries_before = store.retries
-                report = await store.write_until_done(items)
-                metrics.SINK_RETRIES.inc(store.retries - retries_before)
-                metrics.FEEDBACK_ROWS.inc(report.written)
-                metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
-                metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
-                metrics.FEEDBACK_ORPHANS.inc(report.orphans)
-                metrics.FEEDBACK_ORPHANS_REFUSED.inc(len(report.overflow))
-                conflicts.add(report, now)
-                dead.extend(
-                    runtime.dead_letters.record(
-                        origin[item.request_id],
-                        "orphan_overflow",
-                        f"no stored prediction for this request, and {store.orphan_max} labels "
-                        "without one are held already (PHOENIX_FEEDBACK_ORPHAN_MAX)",
-                        field="request_id",
-                        original=None if item.batch_index is None else item.to_json(),
-                        batch_index=item.batch_index,
-                    )
-                    for item in report.overflow
-                )
-            if dead:
-                await runtime.emitter.emit(dead)
+    def decode(record: InRecord) -> Iterable[ParsedFeedback | Rejected]:
+        return decode_feedback(
+            record.value,
+            now=time.time(),
+            max_bytes=settings.max_record_bytes,
+            max_batch=settings.max_batch_requests,
+        )
 
-        await run_batches(
-            stream,
-            handle,
-            runtime.failure_policy("feedback"),
+    async def write(taken: Sequence[Taken[ParsedFeedback]]) -> Sequence[OutRecord]:
+        origin: dict[str, InRecord] = {}  # request_id -> its record, for an overflow letter
+        for record, item in taken:
+            origin.setdefault(item.request_id, record)
+        retries_before = store.retries
+        report = await store.write_until_done([item for _, item in taken])
+        metrics.SINK_RETRIES.inc(store.retries - retries_before)
+        metrics.FEEDBACK_ROWS.inc(report.written)
+        metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
+        metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
+        metrics.FEEDBACK_ORPHANS.inc(report.orphans)
+        metrics.FEEDBACK_ORPHANS_REFUSED.inc(len(report.overflow))
+        conflicts.add(report, time.time())
+        return [
+            runtime.dead_letters.record(
+                origin[item.request_id],
+                "orphan_overflow",
+                f"no stored prediction for this request, and {store.orphan_max} labels "
+                "without one are held already (PHOENIX_FEEDBACK_ORPHAN_MAX)",
+                field="request_id",
+                original=None if item.batch_index is None else item.to_json(),
+                batch_index=item.batch_index,
+            )
+            for item in report.overflow
+        ]
+
+    register_consumer(
+        app,
+        ConsumerSpec(
+            name="feedback",
+            topic=app.phoenix_topics.feedback,
+            decode=decode,
+            handle=write,
             take=settings.sink_batch,
             within_s=settings.sink_within_ms / 1000.0,
-        )
+        ),
+    )
 
     async def evaluate_models() -> None:
         """Evaluate every model: set the gauges and store the evaluation (about once per period)."""
-        runtime = app.runtime
         for model in runtime.deployments.names():
             try:
                 results = await runtime.evaluations.evaluate(model, settings.evaluation_window)

@@ -3,20 +3,19 @@
 The job trains off the event loop, one at a time per model, skips a trigger it has seen,
 registers the new version and deploys it as a shadow; the rollout controller decides. A
 request that is not signed with an accepted key, or not keyed by its model, is
-dead-lettered as ``unauthenticated_control`` and runs nothing.
+dead-lettered as ``unauthenticated_control`` and runs nothing; an invalid one as
+``invalid_retrain``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from phoenix_stream.exceptions import Unauthenticated, ValidationError
-from phoenix_stream.lifecycle import control_auth
-from phoenix_stream.lifecycle.retrain_request import read_request
-from phoenix_stream.messages.records import InRecord
-from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.lifecycle.retrain_request import RetrainRequest, read_request
+from phoenix_stream.messages.records import InRecord, OutRecord
+from phoenix_stream.streaming.consumers import ConsumerSpec, Taken, one_message, register_consumer
 
 if TYPE_CHECKING:
     from phoenix_stream.app import PhoenixApp
@@ -24,35 +23,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # How long one await of a retraining (training, registering) may take before it counts as
-# stalled, seconds.
+# stalled, seconds: a job waits for labels (polling: progress) and then trains in a
+# thread, one await that may take minutes on a busy machine.
 RETRAIN_PATIENCE_S = 900.0
 
 
 def register(app: PhoenixApp) -> None:
-    """The ``phoenix.retrain`` agent, on the retrain topic."""
+    """The ``phoenix.retrain`` agent, on the retrain topic: one retraining per request."""
+    runtime = app.runtime
 
-    @app.agent(app.phoenix_topics.retrain, name="phoenix.retrain")
-    async def retrain(stream: Any) -> None:
-        """Run one retraining per request, in order."""
-        runtime = app.runtime
+    def parse(record: InRecord) -> RetrainRequest:
+        return read_request(record.topic, record.key, record.value, runtime.control_auth)
 
-        async def handle(records: Sequence[InRecord]) -> None:
-            for record in records:
-                try:
-                    request = read_request(
-                        record.topic, record.key, record.value, runtime.control_auth
-                    )
-                except ValidationError as exc:
-                    kind = (
-                        control_auth.KIND if isinstance(exc, Unauthenticated) else "invalid_retrain"
-                    )
-                    dead = runtime.dead_letters.record(record, kind, str(exc), field=exc.field)
-                    await runtime.emitter.emit([dead])
-                    continue
-                outcome = await runtime.retrain.run(request)
-                log.info("retrain %s: %s", request.model, outcome.as_dict())
+    async def run(taken: Sequence[Taken[RetrainRequest]]) -> Sequence[OutRecord]:
+        for _, request in taken:  # in order: a model's requests one after the other
+            outcome = await runtime.retrain.run(request)
+            log.info("retrain %s: %s", request.model, outcome.as_dict())
+        return []
 
-        # A job waits for labels (polling: progress) and then trains in a thread: one await
-        # that may take minutes on a busy machine, not a stall.
-        policy = runtime.failure_policy("retrain", patience_s=RETRAIN_PATIENCE_S)
-        await run_batches(stream, handle, policy, take=10, within_s=0.5)
+    register_consumer(
+        app,
+        ConsumerSpec(
+            name="retrain",
+            topic=app.phoenix_topics.retrain,
+            decode=one_message(parse, "invalid_retrain"),
+            handle=run,
+            take=10,
+            within_s=0.5,
+            patience_s=RETRAIN_PATIENCE_S,
+        ),
+    )

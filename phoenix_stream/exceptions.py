@@ -55,6 +55,8 @@ class ValidationError(PhoenixError):
 class Unauthenticated(ValidationError):
     """A control record (deployments, retrain) is not signed by a key the reader accepts."""
 
+    dead_letter_kind = "unauthenticated_control"
+
 
 class UnknownModelError(PhoenixError):
     """A request names a model that is not deployed."""

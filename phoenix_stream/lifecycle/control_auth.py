@@ -29,7 +29,7 @@ from phoenix_stream.settings import ENV, Settings
 __all__ = ["AUTH_FIELD", "KIND", "ControlAuth", "canonical"]
 
 AUTH_FIELD = "auth"
-KIND = "unauthenticated_control"  # the dead-letter kind of a record that fails
+KIND = Unauthenticated.dead_letter_kind  # the dead-letter kind of a record that fails
 _TAG_CHARS = 64  # hex characters of an HMAC-SHA256
 
 

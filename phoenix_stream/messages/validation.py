@@ -31,6 +31,7 @@ __all__ = [
     "Rejected",
     "check_name",
     "decode_items",
+    "decode_json",
     "identifier",
     "item_bytes",
     "kind_of",
