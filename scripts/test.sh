@@ -35,13 +35,16 @@ if [ "$#" -gt 0 ]; then
   run_pytest "$@"
   exit $?
 fi
-# Every test: the integration tier on two processes (its tests wait on brokers and
-# workers about half the time: one process used 0.96 of the 2 cores), the Apache Kafka
-# runs all in one of them (one JVM broker), the rest by module; then the unit, property
-# and fuzz tests, CPU-bound and independent, on two processes as well.
+# Every test: first the integration scenarios with wall-clock targets, alone (marker
+# solo, tests/conftest.py); then the rest of the integration tier on two processes (its
+# tests wait on brokers and workers about half the time: one process used 0.96 of the 2
+# cores), the Apache Kafka runs all in one of them (one JVM broker), the rest by module;
+# then the unit, property and fuzz tests, CPU-bound and independent, on two processes.
 echo "set-up (venv, lint, types, jars): ${SECONDS} s"
 status=0
-run_pytest -m integration -n 2 --dist loadgroup --durations=15 || status=$?
+run_pytest -m "integration and solo" --durations=10 || status=$?
+echo "set-up and integration scenarios: ${SECONDS} s"
+run_pytest -m "integration and not solo" -n 2 --dist loadgroup --durations=15 || status=$?
 echo "set-up and integration tier: ${SECONDS} s"
 run_pytest -m "not integration" -n 2 --durations=5 || status=$?
 echo "whole run: ${SECONDS} s"
