@@ -28,6 +28,7 @@ from phoenix_stream.embedded import (
     start_services,
     stop_services,
 )
+from phoenix_stream.embedded import process as embedded_process
 
 # Property tests check what is generated, never how fast: a busy machine (CI, or a test
 # beside a busy loop) must not fail them by Hypothesis's timing checks. Tests that set
@@ -55,6 +56,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "solo: a scenario with wall-clock targets, run with no other test beside it"
     )
     config.pluginmanager.register(_KafkaRunsFirst(), "phoenix-kafka-runs-first")
+    _ports_of_this_process()
+
+
+def _ports_of_this_process() -> None:
+    """Under pytest-xdist, this process's own range of ports for the services and workers
+    it starts (below Linux's ephemeral range, 32768 and up, where clients' ports come from):
+    the OS could hand a port just released here to the other process before our child
+    binds it, and our tests would then talk to its worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    width = 12_000 // count
+    low = 20_000 + int(worker[2:]) * width
+    embedded_process.port_range = range(low, low + width)
 
 
 def _enabled_brokers() -> tuple[str, ...]:

@@ -7,8 +7,10 @@ exit and leave it running; it is found again through its pid, never through its 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,12 +43,30 @@ HOST = "127.0.0.1"
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
+# Ports to pick from instead of the OS's choice (None). A port is picked, released and
+# bound later by a child; two test processes side by side can be handed the same port
+# in between (seen: a worker's URL answered by the other process's worker), so the test
+# suite gives each of its processes a range of its own (tests/conftest.py).
+port_range: range | None = None
+_offsets = itertools.count(random.randrange(6000))
+
+
 def free_port(host: str = HOST) -> int:
-    """Return a TCP port on ``host`` that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port on ``host`` that nothing listens on right now.
+
+    The OS picks it, unless ``port_range`` is set: then the next free one of the range,
+    going round it, so this process hands no port out twice while it has others.
+    """
+    if port_range is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            return port
+    for _ in range(len(port_range)):
+        candidate = port_range[next(_offsets) % len(port_range)]
+        if port_is_free(candidate, host):
+            return candidate
+    raise ServiceError(f"no free TCP port on {host} in {port_range}")
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:

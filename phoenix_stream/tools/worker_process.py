@@ -7,7 +7,6 @@ import functools
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,9 @@ from typing import IO
 
 import aiohttp
 
+from phoenix_stream.embedded.process import free_port as free_port  # re-exported
 from phoenix_stream.exceptions import ServiceError
 from phoenix_stream.settings import ENV, Settings
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @functools.cache

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import sys
 from pathlib import Path
 
+import pytest
+
+from phoenix_stream.embedded import process
 from phoenix_stream.embedded.process import (
     free_port,
     log_tail,
@@ -17,6 +21,7 @@ from phoenix_stream.embedded.process import (
     stop_pid,
     wait_until,
 )
+from phoenix_stream.exceptions import ServiceError
 
 # A process that ignores SIGTERM, to exercise the SIGKILL fallback.
 STUBBORN = (
@@ -88,3 +93,25 @@ def test_wait_until_stops_on_abort_and_on_timeout() -> None:
     assert len(calls) == 3
     assert not wait_until(never, timeout=0.05, interval=0.01)
     assert wait_until(lambda: True, timeout=0)
+
+
+def test_a_port_range_hands_out_its_free_ports_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        window = range(taken, min(taken + 50, 65536))
+        monkeypatch.setattr(process, "port_range", window)
+        picked = [free_port() for _ in range(6)]
+    assert set(picked) <= set(window) - {taken}  # never the one that listens
+    assert all(a != b for a, b in itertools.pairwise(picked))  # in turn
+
+
+def test_a_full_port_range_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        monkeypatch.setattr(process, "port_range", range(taken, taken + 1))
+        with pytest.raises(ServiceError, match="no free TCP port"):
+            free_port()
