@@ -36,15 +36,16 @@ if [ "$#" -gt 0 ]; then
   exit $?
 fi
 # Every test: first the integration scenarios with wall-clock targets, alone (marker
-# solo, tests/conftest.py); then the rest of the integration tier on two processes (its
-# tests wait on brokers and workers about half the time: one process used 0.96 of the 2
-# cores), the Apache Kafka runs all in one of them (one JVM broker), the rest by module;
-# then the unit, property and fuzz tests, CPU-bound and independent, on two processes.
+# solo, tests/conftest.py); then the rest of the integration tier on two processes, a
+# module's tests all in one of them (--dist loadfile: its workers and fixtures are set up
+# once, and its tests run in their order). Its tests wait on brokers and workers about
+# half the time (one process used 0.96 of the 2 cores). Then the unit, property and fuzz
+# tests, CPU-bound and independent, on two processes as well.
 echo "set-up (venv, lint, types, jars): ${SECONDS} s"
 status=0
 run_pytest -m "integration and solo" --durations=10 || status=$?
 echo "set-up and integration scenarios: ${SECONDS} s"
-run_pytest -m "integration and not solo" -n 2 --dist loadgroup --durations=15 || status=$?
+run_pytest -m "integration and not solo" -n 2 --dist loadfile --durations=15 || status=$?
 echo "set-up and integration tier: ${SECONDS} s"
 run_pytest -m "not integration" -n 2 --durations=5 || status=$?
 echo "whole run: ${SECONDS} s"

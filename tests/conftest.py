@@ -55,7 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "solo: a scenario with wall-clock targets, run with no other test beside it"
     )
-    config.pluginmanager.register(_KafkaRunsFirst(), "phoenix-kafka-runs-first")
     _ports_of_this_process()
 
 
@@ -99,16 +98,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration with ``integration`` (select with -m).
-
-    Each integration test also gets an ``xdist_group`` for ``-n 2 --dist loadgroup``:
-    every Apache Kafka run in one group, so that one process starts the JVM broker, and
-    the others by module, so that a module's workers and fixtures are set up once.
-    """
+    """Mark every test under tests/integration with ``integration`` (select with -m), and
+    the scenario forms with wall-clock targets ``solo``."""
     for item in items:
         if item.path.is_relative_to(_INTEGRATION_DIR):
             item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
             if item.path.name in _SOLO_MODULES:
                 item.add_marker(pytest.mark.solo)
 
@@ -121,25 +115,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 _SOLO_MODULES = frozenset(
     {"test_drift_scenario.py", "test_rollout.py", "test_stall.py", "test_bench_smoke.py"}
 )
-
-
-class _KafkaRunsFirst:
-    """Put the Kafka group first, after pytest's own reordering by fixture parameters:
-    it is the longest group, and a process that takes it last makes the run's tail."""
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        items.sort(key=lambda item: _xdist_group(item) != _KAFKA_GROUP)
-
-
-_KAFKA_GROUP = "kafka"
-
-
-def _xdist_group(item: pytest.Item) -> str:
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.params.get("broker_kind") == "kafka":
-        return _KAFKA_GROUP
-    return item.nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")

@@ -197,6 +197,11 @@ async def test_models_health_metrics(worker: WorkerProcess, http: aiohttp.Client
     assert [v["version"] for v in model["versions"]] == ["1", "2"]
     assert model["versions"][0]["metrics"]["roc_auc"] > 0.7
     assert (await call(http, "GET", f"{worker.base_url}/health"))[0] == 200
+    # One request of its own: the metrics must count it, whatever ran before here.
+    status, _ = await call(
+        http, "POST", f"{worker.base_url}/v1/predict", json={"entity_id": "c000042"}
+    )
+    assert status == 200
     async with http.get(f"{worker.base_url}/metrics") as response:
         text = await response.text()
     assert response.status == 200
