@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiokafka.errors import KafkaError
 
 from phoenix_stream.exceptions import PhoenixError
-from phoenix_stream.lifecycle.deployments import DeploymentRecord, read_record
+from phoenix_stream.lifecycle.deployment_record import DeploymentRecord, read_record
 from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.storage.deployments import DeploymentHistory
 from phoenix_stream.streaming.consumers import ConsumerSpec, Taken, one_message, register_consumer

@@ -35,6 +35,7 @@ from phoenix_stream.serving.predictor import Outcome, Predictor
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
+from phoenix_stream.storage.database import is_transient as is_database_outage
 from phoenix_stream.storage.evaluations import EvaluationStore
 from phoenix_stream.storage.feedback import FeedbackStore
 from phoenix_stream.storage.sink import PredictionSink
@@ -82,12 +83,22 @@ class Runtime(Service):
     def __init__(self, settings: Settings, app: faust.App, **kwargs: Any) -> None:
         self.settings = settings
         self.app = app
+        label_sources = LabelSources(trust_kafka=settings.trust_kafka_feedback)
+        self._open_stores(settings, label_sources)
+        self._serve(settings, app)
+        self._decide(settings, label_sources)
+        self._watch(settings, app)
+        super().__init__(**kwargs)
+
+    # -- the parts, built in this order (each uses the ones before) -----------------------
+
+    def _open_stores(self, settings: Settings, label_sources: LabelSources) -> None:
+        """Redis, PostgreSQL and the model registry; not connected until the start."""
         self.features = FeatureStore(settings.redis_url, timeout_s=settings.redis_timeout_s)
         self.sink = PredictionSink(settings.postgres_dsn)
         # The worker's one PostgreSQL pool, started with the sink; every store borrows it.
         self.database = self.sink.database
         # Labels and online evaluation.
-        label_sources = LabelSources(trust_kafka=settings.trust_kafka_feedback)
         self.feedback = FeedbackStore(
             self.database,
             is_stopping=self._is_stopping,
@@ -101,6 +112,9 @@ class Runtime(Service):
             retry_s=settings.model_retry_s,
             registered=lambda model, version: version in self.registry.versions(model),
         )
+
+    def _serve(self, settings: Settings, app: faust.App) -> None:
+        """Who serves what, the predictor and the request pipeline that emits its answers."""
         # Signs and verifies the control records (deployments, retrain); the app refuses
         # to start without a key (PhoenixApp.on_first_start).
         self.control_auth = ControlAuth.from_settings(settings)
@@ -144,6 +158,15 @@ class Runtime(Service):
             max_batch_requests=settings.max_batch_requests,
             chunk_requests=settings.chunk_requests,
         )
+        self.http = Coalescer(
+            self._score_http,
+            max_batch=settings.max_batch_requests,
+            max_waiting=settings.http_queue_max,
+            deadline_s=settings.http_deadline_ms / 1000,
+        )
+
+    def _decide(self, settings: Settings, label_sources: LabelSources) -> None:
+        """Deployment decisions: published, ramped or rolled back on evidence, retrained."""
         self.publisher = DeploymentPublisher(
             self.deployments,
             self.registry,
@@ -171,6 +194,9 @@ class Runtime(Service):
             self.models,
             DriftRule(min_window=settings.drift_min_window, persistence=settings.drift_persistence),
         )
+
+    def _watch(self, settings: Settings, app: faust.App) -> None:
+        """Stalls, brokers and lag: what /ready and the metrics report of the worker."""
         # Every agent's stall watch (checked each second; /ready reads its stalls).
         self.stalls = StallWatch(settings.stall_timeout_s)
         # Broker ids seen in a metadata answer, so that /ready can name one that has gone.
@@ -186,13 +212,6 @@ class Runtime(Service):
             interval_s=settings.lag_interval_s,
             auth=KafkaAuth.from_settings(settings),
         )
-        self.http = Coalescer(
-            self._score_http,
-            max_batch=settings.max_batch_requests,
-            max_waiting=settings.http_queue_max,
-            deadline_s=settings.http_deadline_ms / 1000,
-        )
-        super().__init__(**kwargs)
 
     def failure_policy(self, agent: str, patience_s: float | None = None) -> FailurePolicy:
         """The failure policy for ``agent`` (every agent gets its policy here), with its
@@ -202,6 +221,7 @@ class Runtime(Service):
             self.emitter,
             self.dead_letters,
             is_stopping=self._is_stopping,
+            store_outage=is_database_outage,
             watch=self.stalls.agent(agent, patience_s),
         )
 

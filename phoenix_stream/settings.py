@@ -4,6 +4,10 @@ Every environment variable the project reads is named in ``ENV`` below and nowhe
 A wrong value fails at start with the variable's name. Faust's own variables
 (``BROKER_URL``, ``WEB_PORT``, ...) are ignored on purpose: the app is built with
 ``env={}`` so that nothing but this module decides its configuration.
+
+Why one module of about 600 lines: a setting is its field, its variable, its default
+and its check; kept together, a newcomer (and the test that every field has exactly one
+variable) finds all of them in one place.
 """
 
 from __future__ import annotations
@@ -269,48 +273,33 @@ class Settings:
         return self.state_dir / "services.json"
 
     def __post_init__(self) -> None:
+        # Every check names the variable it is about (ConfigError), grouped by concern.
+        self._check_choices()
+        self._check_sizes()
+        self._check_trust()
+        self._check_kafka_auth()
+        self._check_lifecycle()
+        self._check_timing()
+        self._check_addresses()
+
+    def _check_choices(self) -> None:
         _check(self.strategy in STRATEGIES, "strategy", f"one of {', '.join(STRATEGIES)}")
         for name in ("unknown_entity_policy", "redis_down_policy"):
             value = getattr(self, name)
             _check(value in ENTITY_POLICIES, name, f"one of {', '.join(ENTITY_POLICIES)}")
         _check(0.0 <= self.challenger_share <= 1.0, "challenger_share", "between 0 and 1")
-        for name in (
-            "topic_partitions",
-            "topic_replication",
-            "max_batch_requests",
-            "max_record_bytes",
-            "take_max",
-            "sink_batch",
-            "web_port",
-            "onnx_threads",
-            "dead_letter_max_bytes",
-            "chunk_requests",
-            "http_queue_max",
-            "http_max_connections",
-            "evaluation_window",
-            "feedback_orphan_max",
-        ):
-            _check(getattr(self, name) > 0, name, "a positive integer")
-        for name in (
-            "feature_max_age_s",
-            "redis_timeout_s",
-            "take_within_ms",
-            "sink_within_ms",
-            "session_timeout_s",
-            "heartbeat_s",
-            "http_deadline_ms",
-            "http_header_timeout_s",
-            "http_body_timeout_s",
-            "model_retry_s",
-            "feedback_orphan_ttl_s",
-            "evaluation_interval_s",
-        ):
-            _check(getattr(self, name) > 0, name, "a positive number")
         _check(
             bool(self.agents) and set(self.agents) <= set(AGENTS),
             "agents",
             f"a comma-separated subset of {','.join(AGENTS)}",
         )
+        _check(self.lag_trust in LAG_TRUSTS, "lag_trust", f"one of {', '.join(LAG_TRUSTS)}")
+
+    def _check_sizes(self) -> None:
+        for name in _POSITIVE_INTEGERS:
+            _check(getattr(self, name) > 0, name, "a positive integer")
+        for name in _POSITIVE_NUMBERS:
+            _check(getattr(self, name) > 0, name, "a positive number")
         _check(
             1024 <= self.dead_letter_max_bytes <= 512 * 1024,
             "dead_letter_max_bytes",
@@ -321,13 +310,26 @@ class Settings:
             "topic_min_insync",
             "between 1 and PHOENIX_TOPIC_REPLICATION",
         )
+
+    def _check_trust(self) -> None:
         feedback_tokens = parse_feedback_tokens(self.feedback_tokens)  # ConfigError by name
         _check(
             all(token != self.admin_token for _, token in feedback_tokens),
             "feedback_tokens",
             "tokens other than PHOENIX_ADMIN_TOKEN (scopes never share a token)",
         )
-        _check(1 <= self.stop_timeout_s <= 600, "stop_timeout_s", "between 1 and 600 seconds")
+        _check(
+            not self.control_key or len(self.control_key) >= MIN_CONTROL_KEY_CHARS,
+            "control_key",
+            f"at least {MIN_CONTROL_KEY_CHARS} characters (e.g. 'openssl rand -hex 32')",
+        )
+        _check(
+            all(len(k) >= MIN_CONTROL_KEY_CHARS for k in self.previous_control_keys),
+            "control_keys_previous",
+            f"comma-separated keys of at least {MIN_CONTROL_KEY_CHARS} characters each",
+        )
+
+    def _check_lifecycle(self) -> None:
         _check(self.retrain_window_s > 0, "retrain_window_s", "a positive number")
         _check(
             self.retrain_min_rows >= 1000,
@@ -341,25 +343,17 @@ class Settings:
         )
         _check(0 <= self.retrain_wait_s <= 86_400, "retrain_wait_s", "between 0 and 86400")
         _check(self.retrain_min_interval_s >= 0, "retrain_min_interval_s", "zero or more")
-        _check(
-            not self.control_key or len(self.control_key) >= MIN_CONTROL_KEY_CHARS,
-            "control_key",
-            f"at least {MIN_CONTROL_KEY_CHARS} characters (e.g. 'openssl rand -hex 32')",
-        )
-        _check(
-            all(len(k) >= MIN_CONTROL_KEY_CHARS for k in self.previous_control_keys),
-            "control_keys_previous",
-            f"comma-separated keys of at least {MIN_CONTROL_KEY_CHARS} characters each",
-        )
+        _check(self.drift_min_window >= 0, "drift_min_window", "zero or more")
+
+    def _check_timing(self) -> None:
+        _check(1 <= self.stop_timeout_s <= 600, "stop_timeout_s", "between 1 and 600 seconds")
         _check(self.stall_timeout_s > 0, "stall_timeout_s", "a positive number")
         _check(0.1 <= self.lag_interval_s <= 3600, "lag_interval_s", "between 0.1 and 3600 seconds")
-        _check(self.lag_trust in LAG_TRUSTS, "lag_trust", f"one of {', '.join(LAG_TRUSTS)}")
         _check(
             self.stall_exit_s == 0 or self.stall_exit_s >= self.stall_timeout_s,
             "stall_exit_s",
             "0 (never exit) or at least PHOENIX_STALL_TIMEOUT_S",
         )
-        _check(self.drift_min_window >= 0, "drift_min_window", "zero or more")
         _check(self.fetch_max_wait_ms >= 0, "fetch_max_wait_ms", "zero or more")
         _check(self.producer_linger_ms >= 0, "producer_linger_ms", "zero or more")
         _check(
@@ -367,12 +361,13 @@ class Settings:
             "heartbeat_s",
             "smaller than PHOENIX_SESSION_TIMEOUT_S",
         )
+
+    def _check_addresses(self) -> None:
         _check(
             _servers_ok(self.kafka_url),
             "kafka_url",
             "kafka://HOST:PORT, or several HOST:PORT joined by commas",
         )
-        self._check_kafka_auth()
         for name, scheme in (
             ("redis_url", "redis://"),
             ("postgres_dsn", "postgres"),
@@ -444,6 +439,36 @@ class Settings:
 
 # Settings whose empty value is meaningful: no challenger.
 _EMPTY_MEANS_NONE = frozenset({"challenger_version"})
+_POSITIVE_INTEGERS = (
+    "topic_partitions",
+    "topic_replication",
+    "max_batch_requests",
+    "max_record_bytes",
+    "take_max",
+    "sink_batch",
+    "web_port",
+    "onnx_threads",
+    "dead_letter_max_bytes",
+    "chunk_requests",
+    "http_queue_max",
+    "http_max_connections",
+    "evaluation_window",
+    "feedback_orphan_max",
+)
+_POSITIVE_NUMBERS = (
+    "feature_max_age_s",
+    "redis_timeout_s",
+    "take_within_ms",
+    "sink_within_ms",
+    "session_timeout_s",
+    "heartbeat_s",
+    "http_deadline_ms",
+    "http_header_timeout_s",
+    "http_body_timeout_s",
+    "model_retry_s",
+    "feedback_orphan_ttl_s",
+    "evaluation_interval_s",
+)
 
 
 def _password_from_file(values: Mapping[str, Any]) -> dict[str, str]:

@@ -22,9 +22,9 @@ from faust import web
 
 from phoenix_stream.credentials import ADMIN
 from phoenix_stream.exceptions import DeliveryTimeout, SinkError, ValidationError
-from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.lifecycle.deployment_record import DeploymentRecord
 from phoenix_stream.messages.records import OutRecord
-from phoenix_stream.serving.registry import is_identifier
+from phoenix_stream.messages.validation import is_identifier
 from phoenix_stream.storage.deployments import DeploymentHistory
 from phoenix_stream.web.auth import refuse_unless
 from phoenix_stream.web.context import phoenix_app

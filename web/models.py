@@ -13,7 +13,7 @@ from aiohttp import web as aiohttp_web
 from faust import web
 
 from phoenix_stream.exceptions import ModelLoadError
-from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest
+from phoenix_stream.serving.manifest import MANIFEST_FILE, Manifest
 from phoenix_stream.web.context import phoenix_app
 from phoenix_stream.web.responses import json_response
 

@@ -100,8 +100,9 @@ async def registry(
     from the PHOENIX_* deployment defaults, and the list says so.
     """
     from phoenix_stream.lifecycle.admin_client import admin_url, served_roles
+    from phoenix_stream.serving.manifest import MANIFEST_FILE, Manifest
     from phoenix_stream.serving.registration import MIN_REFERENCE_ROWS, register_version
-    from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
+    from phoenix_stream.serving.registry import ModelRegistry
     from phoenix_stream.serving.router import Deployment
 
     target = models_dir or settings.models_dir

@@ -23,8 +23,7 @@ from phoenix_stream.drift.histograms import SCORE
 from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.messages.text import UnstorableText
-from phoenix_stream.messages.validation import load_json
-from phoenix_stream.serving.registry import is_identifier
+from phoenix_stream.messages.validation import is_identifier, load_json
 from phoenix_stream.serving.router import CHAMPION
 
 MAX_CELLS = 100_000  # features x bins of one record, far above any real model's

@@ -24,7 +24,7 @@ from phoenix_stream.drift.histograms import BINS, SCORE, Bins, Sample
 from phoenix_stream.drift.report import CORRECTIONS, Correction, DriftReport
 from phoenix_stream.drift.statistics import feature_tests
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.serving.registry import is_identifier
+from phoenix_stream.messages.validation import is_identifier
 
 __all__ = ["DriftMonitor", "DriftRule", "trigger_id"]
 

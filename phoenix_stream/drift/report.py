@@ -14,8 +14,7 @@ from typing import Any, Literal, get_args
 import orjson
 
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.validation import decode_json
-from phoenix_stream.serving.registry import is_identifier
+from phoenix_stream.messages.validation import decode_json, is_identifier
 
 __all__ = [
     "CORRECTIONS",

@@ -20,7 +20,6 @@ the only super user (brokers and controllers log in as it); every other user nee
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -28,12 +27,21 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from phoenix_stream.embedded.base import fail
+from phoenix_stream.embedded.kafka_config import (
+    ADMIN_USER,
+    LOG4J2,
+    MECHANISM,
+    KafkaNode,
+    check_users,
+    new_cluster_id,
+    scram_arguments,
+    server_properties,
+)
 from phoenix_stream.embedded.kafka_jars import KAFKA_VERSION, ensure_kafka_jars, java_executable
 from phoenix_stream.embedded.kafka_probe import advertised_brokers
 from phoenix_stream.embedded.process import (
@@ -52,12 +60,6 @@ from phoenix_stream.streaming.kafka_auth import PLAINTEXT, KafkaAuth, client_opt
 
 __all__ = ["ADMIN_USER", "KafkaClusterService", "KafkaNode"]
 
-ADMIN_USER = "admin"  # the super user of a secured cluster
-_MECHANISM = "SCRAM-SHA-512"
-# Characters a password may hold: it is written into --add-scram's [name=..,password=..]
-# and a JAAS line between double quotes, neither of which has an escape here.
-_PASSWORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~")
-
 log = logging.getLogger(__name__)
 
 _CLUSTER_FILE = "cluster.json"
@@ -69,28 +71,6 @@ _JVM_FLAGS = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
-_LOG4J2 = """\
-rootLogger.level = INFO
-rootLogger.appenderRef.stdout.ref = STDOUT
-appender.stdout.type = Console
-appender.stdout.name = STDOUT
-appender.stdout.layout.type = PatternLayout
-appender.stdout.layout.pattern = [%d] %p %m (%c)%n
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-"""
-
-
-@dataclass(frozen=True)
-class KafkaNode:
-    """One node: its id, client and controller ports, and pid (None when stopped)."""
-
-    node_id: int
-    port: int
-    controller_port: int
-    pid: int | None = None
 
 
 class KafkaClusterService:
@@ -113,7 +93,7 @@ class KafkaClusterService:
             raise ServiceError(f"a Kafka cluster here has 1 to 9 nodes, not {nodes}")
         self.users = dict(users or {})
         if self.users:
-            _check_users(self.users)
+            check_users(self.users)
         self.root = root
         self.nodes = nodes
         self.version = version
@@ -210,7 +190,7 @@ class KafkaClusterService:
         """How ``user`` (a user of a secured cluster) logs in; PLAINTEXT when not secured."""
         if not self.secured:
             return PLAINTEXT
-        return KafkaAuth("SASL_PLAINTEXT", _MECHANISM, user, self.users[user])
+        return KafkaAuth("SASL_PLAINTEXT", MECHANISM, user, self.users[user])
 
     @staticmethod
     def url(nodes: list[KafkaNode]) -> str:
@@ -246,68 +226,15 @@ class KafkaClusterService:
             client = port if node_id == 1 else _new_port(taken)
             fresh.append(KafkaNode(node_id, client, _new_port(taken)))
         # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding.
-        return _cluster_id(), fresh
+        return new_cluster_id(), fresh
 
     def _node_dir(self, node: KafkaNode) -> Path:
         return self.root / f"node-{node.node_id}"
 
     def _properties(self, node: KafkaNode, nodes: list[KafkaNode]) -> str:
-        size = len(nodes)
-        replicas = min(3, size)
-        in_sync = min(2, size)
-        voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
-        lines = {
-            "process.roles": "broker,controller",
-            "node.id": str(node.node_id),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(self._node_dir(node) / "data"),
-            "offsets.topic.replication.factor": str(replicas),
-            "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": str(replicas),
-            "transaction.state.log.min.isr": str(in_sync),
-            "default.replication.factor": str(replicas),
-            # A new group's first member need not wait 3 s for others (tests start many).
-            "group.initial.rebalance.delay.ms": "0",
-            "num.partitions": "1",
-        }
-        if self.secured:
-            lines.update(self._secured_properties(node))
-        return "".join(f"{key}={value}\n" for key, value in lines.items())
-
-    def _secured_properties(self, node: KafkaNode) -> dict[str, str]:
-        password = self.users[ADMIN_USER]
-        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
-        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
-        return {
-            "listeners": (
-                f"SASL_PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}"
-            ),
-            "advertised.listeners": f"SASL_PLAINTEXT://{HOST}:{node.port}",
-            "listener.security.protocol.map": (
-                "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
-            ),
-            "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "sasl.enabled.mechanisms": _MECHANISM,
-            "sasl.mechanism.inter.broker.protocol": _MECHANISM,
-            "sasl.mechanism.controller.protocol": "PLAIN",
-            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": _MECHANISM,
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
-                f'{scram} required username="{ADMIN_USER}" password="{password}";'
-            ),
-            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.controller.plain.sasl.jaas.config": (
-                f'{plain} required username="{ADMIN_USER}" password="{password}" '
-                f'user_{ADMIN_USER}="{password}";'
-            ),
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:{ADMIN_USER}",
-            "allow.everyone.if.no.acl.found": "false",
-        }
+        data = self._node_dir(node) / "data"
+        admin_password = self.users[ADMIN_USER] if self.secured else None
+        return server_properties(node, nodes, data, admin_password)
 
     def _jvm(self, java: Path, jars: Path, node: KafkaNode) -> list[str]:
         """``java`` with heap, flags, logging and class path for ``node`` (no main class)."""
@@ -324,7 +251,7 @@ class KafkaClusterService:
     def _write_config(self, node: KafkaNode, nodes: list[KafkaNode]) -> Path:
         folder = self._node_dir(node)
         (folder / "data").mkdir(parents=True, exist_ok=True)
-        (folder / "log4j2.properties").write_text(_LOG4J2, encoding="utf-8")
+        (folder / "log4j2.properties").write_text(LOG4J2, encoding="utf-8")
         config = folder / "server.properties"
         # Owner-only before the content lands: a secured node's file holds the admin password.
         config.touch(mode=0o600, exist_ok=True)
@@ -355,7 +282,7 @@ class KafkaClusterService:
                 "--config",
                 str(config),
                 "--ignore-formatted",
-                *self._scram_arguments(),
+                *scram_arguments(self.users),
             ]
             proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -376,13 +303,6 @@ class KafkaClusterService:
         if failed:
             node, log_path, why = failed[0]
             raise fail("kafka", f"storage format of node {node.node_id} failed ({why})", log_path)
-
-    def _scram_arguments(self) -> list[str]:
-        """``--add-scram`` for every user of a secured cluster (KRaft stores them at format)."""
-        arguments: list[str] = []
-        for user, password in self.users.items():
-            arguments += ["--add-scram", f"{_MECHANISM}=[name={user},password={password}]"]
-        return arguments
 
     def _spawn(self, java: Path, jars: Path, node: KafkaNode, nodes: list[KafkaNode]) -> KafkaNode:
         config = self._write_config(node, nodes)
@@ -456,19 +376,6 @@ class KafkaClusterService:
         os.replace(tmp, path)
 
 
-def _check_users(users: Mapping[str, str]) -> None:
-    if ADMIN_USER not in users:
-        raise ServiceError(f"kafka: a secured cluster needs the {ADMIN_USER!r} user")
-    for user, password in users.items():
-        if not user or not set(user) <= _PASSWORD_CHARS:
-            raise ServiceError(f"kafka: user name {user!r} must be letters, digits or -_.~")
-        if len(password) < 8 or not set(password) <= _PASSWORD_CHARS:
-            # The password itself is not repeated in the message.
-            raise ServiceError(
-                f"kafka: the password of {user!r} must be 8 or more letters, digits or -_.~"
-            )
-
-
 def _new_port(taken: set[int]) -> int:
     for _ in range(100):
         port = free_port()
@@ -476,13 +383,3 @@ def _new_port(taken: set[int]) -> int:
             taken.add(port)
             return port
     raise ServiceError("kafka: no free TCP port found on 127.0.0.1")
-
-
-def _cluster_id() -> str:
-    """A random cluster id as Kafka makes them: 22 URL-safe base64 characters, never
-    starting with ``-`` (kafka-storage would read ``--cluster-id -x...`` as an option;
-    one id in 64 did, and the format failed)."""
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cluster_id.startswith("-"):
-            return cluster_id

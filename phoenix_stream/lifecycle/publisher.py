@@ -18,13 +18,13 @@ from typing import Any
 
 from phoenix_stream.exceptions import ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.lifecycle.deployments import (
+from phoenix_stream.lifecycle.deployment_record import (
     DEFAULT_STEPS,
-    DeploymentBoard,
     DeploymentRecord,
     next_generation,
     parse_record,
 )
+from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.messages.records import OutRecord
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.streaming.emitter import BatchEmitter

@@ -18,8 +18,7 @@ import orjson
 
 from phoenix_stream.exceptions import Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.messages.validation import EPOCH_RANGE, decode_json, shorten
-from phoenix_stream.serving.registry import is_identifier
+from phoenix_stream.messages.validation import EPOCH_RANGE, decode_json, is_identifier, shorten
 
 __all__ = [
     "MAX_ID",

@@ -31,61 +31,51 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import logging
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import numpy as np
-import orjson
+from typing import Any, Protocol
 
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import PhoenixError
-from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.lifecycle.deployment_record import DeploymentRecord
+from phoenix_stream.lifecycle.retrain_outcome import OUTCOMES, JobEnded, Outcome, RetrainOutcome
 from phoenix_stream.lifecycle.retrain_request import MAX_TEXT, RetrainRequest
+from phoenix_stream.lifecycle.retrain_versions import (
+    clock_time,
+    manifest_of,
+    next_version,
+    train_and_register,
+    version_of_trigger,
+)
+from phoenix_stream.lifecycle.training_rows import TrainingRows
 from phoenix_stream.messages.validation import shorten
-from phoenix_stream.serving.registration import RegistrationError, register_version
-from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
+from phoenix_stream.serving.manifest import Manifest
+from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import Settings
-from phoenix_stream.storage.training_data import TrainingRows
+from phoenix_stream.training.trainer import Trainer, TrainSpec, train_gradient_boosting
 
 __all__ = [
     "ACTOR",
+    "OUTCOMES",
     "Outcome",
     "RetrainJob",
     "RetrainOutcome",
     "RetrainRules",
     "TrainSpec",
+    "train_gradient_boosting",
 ]
 
 log = logging.getLogger(__name__)
 
 ACTOR = "retrain"  # who the deployments of retrained versions are decided by
-KIND: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
 RECENT_TRIGGERS = 1000  # trigger ids remembered per job object, for dedup
-_REGISTER_ATTEMPTS = 3  # next version numbers tried when another registration took one
-
-Outcome = Literal["deployed", "duplicate", "too_little_data", "failed", "rate_limited", "refused"]
-OUTCOMES: tuple[Outcome, ...] = (
-    "deployed",
-    "duplicate",
-    "too_little_data",
-    "failed",
-    "rate_limited",
-    "refused",
-)
 # Who deploys challengers without being a person: their challengers a retraining replaces.
 MACHINE_ACTORS = frozenset({"", ACTOR})
-
-
-# ------------------------------------------------------------------------------- the job
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,72 +103,6 @@ class RetrainRules:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RetrainOutcome:
-    """What one job did; times in epoch seconds, ``seconds`` its duration."""
-
-    model: str
-    outcome: Outcome
-    reason: str  # why, in words: the failure, the duplicate, or what was deployed
-    trigger_id: str | None = None
-    version: str | None = None  # the version registered (or that a duplicate produced)
-    champion: str | None = None
-    rows: int = 0
-    first_at: float | None = None
-    last_at: float | None = None
-    seconds: float = 0.0
-    generation: int | None = None  # of the shadow deployment
-    # The label sources whose labels the rows came from (lifecycle.label_sources).
-    label_sources: list[str] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON types."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class TrainSpec:
-    """One training run: write ``<folder>/<name>/<version>`` from X float32 (n, F), y (n,)."""
-
-    folder: Path
-    name: str
-    version: str
-    X: np.ndarray
-    y: np.ndarray
-    feature_names: tuple[str, ...]
-    profile_features: tuple[str, ...]
-    threshold: float
-    seed: int
-
-
-Trainer = Callable[[TrainSpec], Manifest]
-
-
-def train_gradient_boosting(spec: TrainSpec) -> Manifest:
-    """The default trainer: ``training.train.train_version`` (gradient boosting), 1 thread.
-
-    Blocking (seconds); run it in a thread. One OpenMP thread, so serving keeps a core.
-    """
-    # Imported here: scikit-learn and skl2onnx load only in a worker that trains.
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,unused-ignore]
-
-    from phoenix_stream.training.train import train_version
-
-    with threadpool_limits(limits=1):
-        return train_version(
-            spec.folder,
-            spec.name,
-            spec.version,
-            spec.X,
-            spec.y,
-            KIND,
-            spec.seed,
-            feature_names=spec.feature_names,
-            profile_features=spec.profile_features,
-            threshold=spec.threshold,
-        )
-
-
 class RowSource(Protocol):
     """Labelled rows (``storage.training_data.TrainingData``)."""
 
@@ -193,16 +117,6 @@ class Deployer(Protocol):
     async def deploy(
         self, model: str, change: Mapping[str, Any], *, actor: str
     ) -> DeploymentRecord: ...
-
-
-class _Failed(Exception):
-    """Ends a job early with an outcome (internal)."""
-
-    def __init__(self, outcome: Outcome, reason: str, **facts: Any) -> None:
-        super().__init__(reason)
-        self.outcome: Outcome = outcome
-        self.reason = reason
-        self.facts = facts
 
 
 class RetrainJob:
@@ -259,7 +173,7 @@ class RetrainJob:
         try:
             async with lock:
                 outcome = await self._run_locked(request)
-        except _Failed as failed:
+        except JobEnded as failed:
             outcome = RetrainOutcome(model, failed.outcome, failed.reason, trigger, **failed.facts)
         except (PhoenixError, ValueError) as exc:  # outages, refusals, bad data
             outcome = RetrainOutcome(model, "failed", f"{type(exc).__name__}: {exc}", trigger)
@@ -289,48 +203,56 @@ class RetrainJob:
         return outcome
 
     async def _run_locked(self, request: RetrainRequest) -> RetrainOutcome:
+        deployment = await self._may_train(request)
+        champion = await asyncio.to_thread(
+            manifest_of, self._registry, request.model, deployment.champion
+        )
+        since, until, rows = await self._enough_rows(request, champion, deployment)
+        self._trained_at[request.model] = self._clock()
+        manifest = await asyncio.to_thread(
+            train_and_register, self._registry, self._trainer, request, champion, rows, since, until
+        )
+        return await self._deploy_shadow(request, manifest, deployment, rows, since)
+
+    async def _may_train(self, request: RetrainRequest) -> Deployment:
+        """The deployment to retrain, or JobEnded: a duplicate trigger, no champion, a
+        person's challenger, or too soon after the last training."""
         model, trigger = request.model, request.trigger_id
         if trigger is not None:
-            done = await asyncio.to_thread(self._version_of_trigger, model, trigger)
+            done = await asyncio.to_thread(version_of_trigger, self._registry, model, trigger)
             if done is not None:
-                raise _Failed("duplicate", f"trigger already produced version {done}", version=done)
+                raise JobEnded(
+                    "duplicate", f"trigger already produced version {done}", version=done
+                )
         deployment = self._deployment_of(model)
         if deployment is None:
-            raise _Failed("failed", f"{model} has no champion to retrain")
+            raise JobEnded("failed", f"{model} has no champion to retrain")
         self._keep_chosen_challenger(request, deployment)
         last = self._trained_at.get(model)
         if last is not None and self._clock() - last < self.rules.min_interval_s:
-            raise _Failed(
+            raise JobEnded(
                 "rate_limited",
                 f"{model} began training {self._clock() - last:.0f} s ago; at most one "
                 f"training every {self.rules.min_interval_s:.0f} s "
                 "(PHOENIX_RETRAIN_MIN_INTERVAL_S)",
             )
-        champion = await asyncio.to_thread(self._manifest, model, deployment.champion)
+        return deployment
 
+    async def _enough_rows(
+        self, request: RetrainRequest, champion: Manifest, deployment: Deployment
+    ) -> tuple[float, float, TrainingRows]:
+        """The labelled rows to train on, or JobEnded("too_little_data")."""
         since, until, rows = await self._labelled_rows(request, champion.feature_names)
         n = len(rows.y)
-        where = (
-            f"in the last {self.rules.window_s:.0f} s"
-            if request.data_since is None
-            else f"since {_clock_time(since)}"
-        )
         sources = list(rows.label_sources)
         log.info(
             "retrain %s: %d labelled rows received %s (labels from %s)",
-            model, n, where, "+".join(sources),
+            request.model, n, self._window_words(request, since), "+".join(sources),
         )  # fmt: skip
-        data = {
-            "rows": n,
-            "first_at": rows.first_at,
-            "last_at": rows.last_at,
-            "since": since,
-            "label_sources": sources,
-        }
         if n < self.rules.min_rows:
-            raise _Failed(
+            raise JobEnded(
                 "too_little_data",
-                f"{n} labelled rows received {where}, at least "
+                f"{n} labelled rows received {self._window_words(request, since)}, at least "
                 f"{self.rules.min_rows} needed (PHOENIX_RETRAIN_MIN_ROWS); labels from "
                 f"{'+'.join(sources)} count",
                 champion=deployment.champion,
@@ -339,25 +261,44 @@ class RetrainJob:
                 first_at=rows.first_at,
                 last_at=rows.last_at,
             )
+        return since, until, rows
 
-        self._trained_at[model] = self._clock()
-        manifest = await asyncio.to_thread(
-            self._train_and_register, request, champion, rows, since, until
-        )
-        version = manifest.version
+    def _window_words(self, request: RetrainRequest, since: float) -> str:
+        if request.data_since is None:
+            return f"in the last {self.rules.window_s:.0f} s"
+        return f"since {clock_time(since)}"
+
+    async def _deploy_shadow(
+        self,
+        request: RetrainRequest,
+        manifest: Manifest,
+        deployment: Deployment,
+        rows: TrainingRows,
+        since: float,
+    ) -> RetrainOutcome:
+        """Deploy the registered version as the champion's shadow, with the evidence."""
+        model, version = request.model, manifest.version
         current = self._deployment_of(model) or deployment
         try:  # a person may have deployed a challenger while this one trained
             self._keep_chosen_challenger(request, current)
-        except _Failed as kept:
+        except JobEnded as kept:
             reason = f"version {version} registered, not deployed: {kept}"
-            raise _Failed("refused", reason) from None
+            raise JobEnded("refused", reason) from None
         if current.challenger is not None:
             log.warning(
                 "retrain %s: version %s replaces challenger %s (%s)",
                 model, version, current.challenger, current.strategy,
             )  # fmt: skip
+        sources = list(rows.label_sources)
+        data = {
+            "rows": len(rows.y),
+            "first_at": rows.first_at,
+            "last_at": rows.last_at,
+            "since": since,
+            "label_sources": sources,
+        }
         evidence = {
-            "trigger_id": trigger,
+            "trigger_id": request.trigger_id,
             "report": None if request.report is None else dict(request.report),
             "data": data,
             "offline": {k: manifest.metrics[k] for k in ("roc_auc", "accuracy", "log_loss")},
@@ -366,7 +307,7 @@ class RetrainJob:
         facts: dict[str, Any] = {
             "version": version,
             "champion": current.champion,
-            "rows": n,
+            "rows": len(rows.y),
             "first_at": rows.first_at,
             "last_at": rows.last_at,
             "label_sources": sources,
@@ -384,26 +325,26 @@ class RetrainJob:
                 actor=ACTOR,
             )
         except PhoenixError as exc:
-            raise _Failed(
+            raise JobEnded(
                 "failed", f"version {version} registered, but not deployed: {exc}", **facts
             ) from exc
         return RetrainOutcome(
             model,
             "deployed",
             f"version {version} deployed as shadow of {current.champion}",
-            trigger,
+            request.trigger_id,
             seconds=0.0,
             generation=record.generation,
             **facts,
         )
 
     def _keep_chosen_challenger(self, request: RetrainRequest, current: Deployment) -> None:
-        """_Failed("refused") when a person's challenger would be replaced unasked."""
+        """JobEnded("refused") when a person's challenger would be replaced unasked."""
         if current.challenger is None or request.replace_challenger:
             return
         by = self._challenger_by(request.model)
         if by not in MACHINE_ACTORS:
-            raise _Failed(
+            raise JobEnded(
                 "refused",
                 f"challenger {current.challenger} was deployed by {shorten(by, 100)}; "
                 "the request does not say replace_challenger",
@@ -432,110 +373,11 @@ class RetrainJob:
                 return since, until, rows
             log.info(
                 "retrain %s: %d of %d labelled rows since %s; waiting for labels (%.0f of %.0f s)",
-                request.model, len(rows.y), rules.min_rows, _clock_time(since), waited,
+                request.model, len(rows.y), rules.min_rows, clock_time(since), waited,
                 rules.wait_s,
             )  # fmt: skip
             await self._sleep(min(rules.poll_s, rules.wait_s - waited))
 
-    # -- blocking steps, run in threads ----------------------------------------------------
-
-    def _manifest(self, model: str, version: str) -> Manifest:
-        return Manifest.from_file(self._registry.models_dir / model / version / MANIFEST_FILE)
-
-    def _version_of_trigger(self, model: str, trigger: str) -> str | None:
-        """The registered version whose manifest records ``trigger``, if any (newest first)."""
-        for version in reversed(self._registry.versions(model)):
-            path = self._registry.models_dir / model / version / MANIFEST_FILE
-            try:
-                training = json.loads(path.read_bytes()).get("training", {})
-            except (OSError, ValueError, AttributeError):
-                continue  # unreadable: the registry reports it elsewhere
-            if isinstance(training, dict) and training.get("trigger_id") == trigger:
-                return version
-        return None
-
     def next_version(self, model: str) -> str:
         """One more than the highest numeric version of ``model`` ("1" for none)."""
-        numbers = [int(v) for v in self._registry.versions(model) if v.isdigit()]
-        return str(max(numbers, default=0) + 1)
-
-    def _train_and_register(
-        self,
-        request: RetrainRequest,
-        champion: Manifest,
-        rows: TrainingRows,
-        since: float,
-        until: float,
-    ) -> Manifest:
-        model = request.model
-        version = self.next_version(model)
-        with tempfile.TemporaryDirectory(prefix="phoenix-retrain-") as tmp:
-            spec = TrainSpec(
-                folder=Path(tmp),
-                name=model,
-                version=version,
-                X=rows.X,
-                y=rows.y,
-                feature_names=champion.feature_names,
-                profile_features=tuple(f.name for f in champion.features if f.source == "profile"),
-                threshold=champion.output.threshold,
-                seed=int(version) % 2**31,
-            )
-            started = time.monotonic()
-            trained = self._trainer(spec)
-            log.info(
-                "retrain %s: trained version %s on %d rows in %.1f s (held-out auc %.4f)",
-                model, version, len(rows.y), time.monotonic() - started,
-                trained.metrics.get("roc_auc", float("nan")),
-            )  # fmt: skip
-            folder = Path(tmp) / model / version
-            training = {**trained.training, **_why(request, champion.version, rows, since, until)}
-            if request.trigger_id is not None:
-                # Another worker may have run the same request meanwhile (a rebalance
-                # during the wait for labels moves the retrain partition, not this job).
-                done = self._version_of_trigger(model, request.trigger_id)
-                if done is not None:
-                    raise _Failed(
-                        "duplicate", f"trigger produced version {done} meanwhile", version=done
-                    )
-            for attempt in range(_REGISTER_ATTEMPTS):
-                manifest = dataclasses.replace(trained, version=version, training=training)
-                manifest.write(folder / MANIFEST_FILE)
-                try:
-                    registered = register_version(folder, self._registry.models_dir)
-                except RegistrationError:
-                    taken = (self._registry.models_dir / model / version).exists()
-                    if not taken or attempt == _REGISTER_ATTEMPTS - 1:
-                        raise
-                    log.warning("retrain %s: version %s was taken meanwhile", model, version)
-                    version = self.next_version(model)
-                    continue
-                log.info("retrain %s: registered version %s", model, version)
-                return registered
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _clock_time(epoch: float) -> str:
-    """UTC time of day to the second, for logs and reasons."""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
-
-
-def _why(
-    request: RetrainRequest, parent: str, rows: TrainingRows, since: float, until: float
-) -> dict[str, int | float | str]:
-    """What the manifest's ``training`` records about why and from what the version exists."""
-    report = b"" if request.report is None else orjson.dumps(dict(request.report))
-    return {
-        "reason": request.reason,
-        "trigger_id": request.trigger_id or "",
-        "requested_by": request.actor,
-        "requested_at": request.requested_at,
-        "parent": parent,
-        "report": report.decode(),
-        "report_sha256": hashlib.sha256(report).hexdigest() if report else "",
-        "data_window_since": since,
-        "data_window_until": until,
-        "data_rows": len(rows.y),
-        "data_first_at": rows.first_at if rows.first_at is not None else 0.0,
-        "data_last_at": rows.last_at if rows.last_at is not None else 0.0,
-    }
+        return next_version(self._registry, model)

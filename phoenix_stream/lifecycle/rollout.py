@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS, DeploymentBoard, DeploymentRecord
+from phoenix_stream.lifecycle.deployment_record import DEFAULT_STEPS, DeploymentRecord
+from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.evidence import (
     AB_RULE,
     SHADOW_RULE,

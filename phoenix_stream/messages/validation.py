@@ -46,6 +46,8 @@ by mistake land far beyond and are refused, not stored as the year 55,000."""
 LENIENT_MAX_DEPTH = 64  # nesting the json fallback may parse (orjson's own limit is 1024)
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 _SHOWN = 64  # characters of client text quoted in an error message
+# Model names and versions become path components: no separators, no leading dot.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 Parsed = TypeVar("Parsed")
 
@@ -146,6 +148,11 @@ def item_bytes(item: Any, record: bytes) -> bytes:
         return orjson.dumps(item)
     except orjson.JSONEncodeError:
         return record
+
+
+def is_identifier(text: str) -> bool:
+    """Whether text is usable as a model name or version (a safe single path component)."""
+    return _IDENTIFIER.fullmatch(text) is not None
 
 
 def identifier(field: str, value: Any, *, forbid_nul: bool = False) -> str:

@@ -21,8 +21,9 @@ import numpy as np
 import onnxruntime as ort
 
 from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.messages.validation import is_identifier
 from phoenix_stream.serving.engine import OnnxModel
-from phoenix_stream.serving.registry import MANIFEST_FILE, MODEL_FILE, Manifest, is_identifier
+from phoenix_stream.serving.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 
 __all__ = [
     "MIN_REFERENCE_ROWS",

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.lifecycle.deployment_record import DeploymentRecord
 from phoenix_stream.storage.database import Database
 
 # One statement for a batch; steps travel as array literals ("{0.01,0.05}"), since

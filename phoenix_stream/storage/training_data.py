@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from phoenix_stream.exceptions import SinkError
 from phoenix_stream.lifecycle.label_sources import LabelSources
+from phoenix_stream.lifecycle.training_rows import TrainingRows
 from phoenix_stream.storage.database import Database, is_data_error
 
-__all__ = ["TrainingData", "TrainingRows"]
+__all__ = ["TrainingData"]
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +55,6 @@ WHERE array_position(x, NULL) IS NULL
 ORDER BY predicted_at DESC, request_id DESC
 LIMIT $5
 """
-
-
-class TrainingRows(NamedTuple):
-    """Labelled rows, oldest first: X float32 (n, F), y int64 (n,), times in epoch seconds.
-
-    ``first_at`` and ``last_at`` are the earliest and latest ``received_at`` of the rows
-    (None when there are none); ``label_sources`` the label sources counted
-    (``LabelSources.names``).
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    feature_names: tuple[str, ...]
-    first_at: float | None
-    last_at: float | None
-    label_sources: tuple[str, ...] = ("http",)
 
 
 class TrainingData:

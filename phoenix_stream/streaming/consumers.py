@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from faust.types import TopicT
 
@@ -25,11 +25,17 @@ from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.validation import Rejected
 from phoenix_stream.streaming.batches import run_batches
+from phoenix_stream.streaming.emitter import BatchEmitter
+from phoenix_stream.streaming.failure_policy import FailurePolicy
 
-if TYPE_CHECKING:
-    from phoenix_stream.app import PhoenixApp
-
-__all__ = ["ConsumerSpec", "Taken", "handle_batch", "one_message", "register_consumer"]
+__all__ = [
+    "AgentHost",
+    "ConsumerSpec",
+    "Taken",
+    "handle_batch",
+    "one_message",
+    "register_consumer",
+]
 
 Message = TypeVar("Message")
 Taken = tuple[InRecord, Message]
@@ -98,7 +104,26 @@ async def handle_batch(
         await emit([*dead, *out])
 
 
-def register_consumer(app: PhoenixApp, spec: ConsumerSpec[Message]) -> None:
+class ConsumerRuntime(Protocol):
+    """What a consumer uses of its worker's runtime (``runtime.Runtime``)."""
+
+    dead_letters: DeadLetters
+    emitter: BatchEmitter
+
+    def failure_policy(self, agent: str, patience_s: float | None = None) -> FailurePolicy: ...
+
+
+class AgentHost(Protocol):
+    """The app a consumer is registered on (``app.PhoenixApp``): Faust's ``agent``
+    decorator and the worker's runtime. A protocol, so streaming imports no app."""
+
+    @property
+    def runtime(self) -> ConsumerRuntime: ...
+
+    def agent(self, channel: Any = ..., *, name: str | None = ..., **kwargs: Any) -> Any: ...
+
+
+def register_consumer(app: AgentHost, spec: ConsumerSpec[Message]) -> None:
     """Add the agent of ``spec`` to ``app``: batches of it under the failure policy."""
 
     async def consume(stream: Any) -> None:

@@ -37,23 +37,25 @@ from phoenix_stream.exceptions import (
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.records import InRecord
 from phoenix_stream.retrying import Backoff, retry_outages
-from phoenix_stream.storage.database import is_transient as is_transient_database_error
 from phoenix_stream.streaming.emitter import BatchEmitter
 from phoenix_stream.streaming.stalls import AgentWatch
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[InRecord]], Awaitable[None]]
+# Whether a SinkError's cause means PostgreSQL is unreachable (``storage.database``'s
+# ``is_transient``, given by the runtime: streaming knows no database driver).
+StoreOutage = Callable[[BaseException | None], bool]
 
 
-def is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException, store_outage: StoreOutage) -> bool:
     """True when ``exc`` means a dependency is unreachable, so the same batch may succeed later."""
     if isinstance(exc, Undeliverable):
         return False
     if isinstance(exc, ProduceError | FeatureStoreError | ConnectionError | TimeoutError):
         return True
     if isinstance(exc, SinkError):
-        return is_transient_database_error(exc.__cause__)
+        return store_outage(exc.__cause__)
     return isinstance(exc, aiokafka.errors.KafkaError) and bool(exc.retriable)
 
 
@@ -67,6 +69,7 @@ class FailurePolicy:
         dead_letters: DeadLetters,
         *,
         is_stopping: Callable[[], bool],
+        store_outage: StoreOutage,
         min_backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
         watch: AgentWatch | None = None,
@@ -77,6 +80,7 @@ class FailurePolicy:
         self._emitter = emitter
         self._dead_letters = dead_letters
         self._is_stopping = is_stopping
+        self._store_outage = store_outage
         self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
 
@@ -107,7 +111,7 @@ class FailurePolicy:
         try:
             await retry_outages(
                 lambda: handle(records),
-                is_outage=is_transient,
+                is_outage=lambda exc: is_transient(exc, self._store_outage),
                 backoff=Backoff(self._min_backoff_s, self._max_backoff_s),
                 on_retry=report,
                 stopping=stopping,

@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from phoenix_stream.exceptions import TrainingError
 from phoenix_stream.serving.engine import OnnxModel
-from phoenix_stream.serving.registry import (
+from phoenix_stream.serving.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
     FeatureSpec,

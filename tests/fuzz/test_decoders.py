@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from phoenix_stream.drift.counts import decode_counts
 from phoenix_stream.exceptions import ModelLoadError, ValidationError
-from phoenix_stream.lifecycle import deployments, retrain_request
+from phoenix_stream.lifecycle import deployment_record, retrain_request
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, RejectedFeedback, decode_feedback
 from phoenix_stream.messages.requests import ParsedRequest, RejectedRequest, decode_record
-from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest
+from phoenix_stream.serving.manifest import MANIFEST_FILE, Manifest
 from phoenix_stream.training.datagen import make_dataset
 from phoenix_stream.training.train import train_version
 
@@ -190,11 +190,11 @@ DEPLOYMENT = {
 @given(inputs(DEPLOYMENT) | st.none())
 def test_deployment_records_decode_or_name_the_field(raw: bytes | None) -> None:
     try:
-        record = deployments.decode_record(raw)
+        record = deployment_record.decode_record(raw)
     except ValidationError as exc:
         assert exc.field is not None  # "$" for the record, maybe "" (a key named so)
         return
-    assert deployments.decode_record(record.encode()) == record
+    assert deployment_record.decode_record(record.encode()) == record
 
 
 # Retrain requests: records on phoenix.retrain.

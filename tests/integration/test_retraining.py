@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.lifecycle.deployments import DeploymentRecord, parse_record
+from phoenix_stream.lifecycle.deployment_record import DeploymentRecord, parse_record
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.retrain_request import RetrainRequest, parse_request
 from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules

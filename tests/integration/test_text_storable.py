@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from phoenix_stream.embedded import ServiceAddresses
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.lifecycle.deployments import decode_record as decode_deployment
+from phoenix_stream.lifecycle.deployment_record import decode_record as decode_deployment
 from phoenix_stream.lifecycle.feedback import ParsedFeedback, decode_feedback
 from phoenix_stream.lifecycle.retrain_request import decode_request as decode_retrain
 from phoenix_stream.messages.requests import ParsedRequest, decode_record

@@ -19,11 +19,9 @@ period.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
-import uuid
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,18 +29,23 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 import orjson
+from aiokafka import AIOKafkaProducer
 from scipy import special
-from sklearn.ensemble import HistGradientBoostingClassifier
 
-from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.settings import AGENTS, Settings
-from phoenix_stream.streaming.kafka_auth import KafkaAuth
-from phoenix_stream.streaming.producers import new_producer
-from phoenix_stream.streaming.transport import track_sent_topics
-from phoenix_stream.tools.scenarios.follow import follow_json
-from phoenix_stream.tools.scenarios.rollout import TOKEN, put_deployment
-from phoenix_stream.tools.services import running_services, services_given
-from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.tools.scenarios.baselines import Periods, Sent, baseline_accuracies
+from phoenix_stream.tools.scenarios.harness import (
+    MODEL,
+    Labelled,
+    follow_topic,
+    in_services,
+    paced_traffic,
+    poll,
+    put_deployment,
+    running_workers,
+    scenario_settings,
+)
+from phoenix_stream.tools.worker_process import WorkerProcess
 from phoenix_stream.training.datagen import (
     FEATURE_NAMES,
     REQUEST_FEATURES,
@@ -55,8 +58,6 @@ from phoenix_stream.training.seeding import seed_feature_store
 from phoenix_stream.training.train import ensure_demo_models
 
 Shift = Literal["sudden", "gradual"]
-MODEL = "credit-risk"
-TICK_S = 0.05
 _INTEREST = FEATURE_NAMES.index("interest_rate")
 
 
@@ -96,15 +97,6 @@ class DriftConfig:
 
 
 @dataclass
-class Sent:
-    """One request as the simulator knows it: when, what the model saw, the true label."""
-
-    at: float
-    row: np.ndarray  # float64 (F,) in FEATURE_NAMES order
-    label: int
-
-
-@dataclass
 class Seen:
     """What came out: predictions by request id, and the shift's start."""
 
@@ -118,59 +110,42 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
     registry = work_dir / f"models-{config.shift}"
     await asyncio.to_thread(ensure_demo_models, registry)
     await seed_feature_store(settings.redis_url, config.entities)
-    tag = uuid.uuid4().hex[:8]
-    base = settings.with_overrides(
-        models_dir=registry,
-        state_dir=work_dir / "state",
-        app_id=f"drift-{tag}",
-        topic_prefix=f"drift{tag}.",
-        champion_version="1",
-        challenger_version="",
-        admin_token=TOKEN,
-        # The scenario's simulator is the only producer on its own topics, so its Kafka
-        # labels are trusted (PHOENIX_TRUST_KAFKA_FEEDBACK; see the README's labels).
-        trust_kafka_feedback=True,
-        auto_promote=True,
+    base, tag = scenario_settings(
+        settings,
+        "drift",
+        registry=registry,
+        work_dir=work_dir,
+        champion="1",
+        step_labels=config.step_labels,
         auto_retrain=True,
-        rollout_interval_s=1.0,
-        canary_step_labels=config.step_labels,
         drift_window_s=config.window_s,
         agents=AGENTS,
         # A drift alarm's retraining learns from the traffic after the alarm (the request's
         # data_since), waiting for train_rows of it to have labels (about 20 s here).
         retrain_min_rows=config.train_rows,
     )
-    base.state_dir.mkdir(parents=True, exist_ok=True)
-    workers = [
-        WorkerProcess(base.with_overrides(web_port=free_port()), work_dir / f"w-{tag}-{i}.log")
-        for i in range(2)
-    ]
     seen = Seen()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    try:
-        for worker in workers:
-            worker.start()
-        await asyncio.gather(*(w.wait_ready(120.0) for w in workers))
-        await put_deployment(workers[0].base_url, {"champion": "1", "reason": "drift scenario"})
-        started = time.time()
-        tasks = [
-            asyncio.create_task(_traffic(base, config, seen, stop, started, tag)),
-            asyncio.create_task(_watch_predictions(base, seen)),
-        ]
-        outcome = await _wait_healed(workers[0], config, seen, started)
-        stop.set()
-        await tasks[0]
-        await _settle(seen)
-        reports = await _reports(workers[0], started)
-        return _result(config, seen, reports, outcome, registry, started)
-    finally:
-        stop.set()
-        for task in tasks[1:]:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in workers:
-            worker.stop()
+    async with running_workers(base, 2, work_dir, tag) as workers:
+        try:
+            await put_deployment(workers[0].base_url, {"champion": "1", "reason": "drift scenario"})
+            started = time.time()
+            tasks = [
+                asyncio.create_task(_traffic(base, config, seen, stop, started, tag)),
+                asyncio.create_task(follow_topic(base, "predictions", _keeper(seen))),
+            ]
+            outcome = await _wait_healed(workers[0], config, seen, started)
+            stop.set()
+            await tasks[0]
+            await poll(lambda: len(seen.served) >= len(seen.sent), 60.0, 0.2)
+            reports = await _reports(workers[0], started)
+            return _result(config, seen, reports, outcome, registry, started)
+        finally:
+            stop.set()
+            for task in tasks[1:]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def shift_start(config: DriftConfig, started: float) -> float:
@@ -207,67 +182,41 @@ async def _traffic(
     Request ids carry the run's ``tag``: runs sharing a database must not share ids.
     """
     rng = np.random.default_rng(config.seed)
-    producer = track_sent_topics(
-        new_producer(settings.kafka_url, auth=KafkaAuth.from_settings(settings), linger_ms=5)
-    )
-    await producer.start()
-    due: deque[tuple[float, list[tuple[str, int]]]] = deque()
-    counter = 0
-    clock = time.monotonic()
-    try:
-        while not stop.is_set():
-            n = int((time.monotonic() - clock) * config.rate) - counter
-            if n > 0:
-                now = time.time()
-                strength = _strength(config, now, started)
-                if strength > 0 and seen.shift_at is None:
-                    seen.shift_at = now
-                ids = [entity_id_for(int(i)) for i in rng.integers(0, config.entities, n)]
-                loans = sample_request_features(rng, n, config.shift_sigma * strength)
-                X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
-                p = shifted_probability(X, strength)
-                labels = (rng.random(n) < p).astype(int).tolist()
-                batch: list[tuple[str, int]] = []
-                for j in range(n):
-                    counter += 1
-                    request_id = f"{tag}-d{counter}"
-                    body = {
-                        "request_id": request_id,
-                        "entity_id": ids[j],
-                        "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
-                        "sent_at": now,
-                    }
-                    await producer.send(
-                        settings.topic("requests"), orjson.dumps(body), key=ids[j].encode()
-                    )
-                    seen.sent[request_id] = Sent(now, X[j], labels[j])
-                    batch.append((request_id, labels[j]))
-                due.append((time.monotonic() + config.feedback_delay_s, batch))
-            while due and due[0][0] <= time.monotonic():
-                for request_id, label in due.popleft()[1]:
-                    await producer.send(
-                        settings.topic("feedback"),
-                        orjson.dumps({"request_id": request_id, "label": label}),
-                        key=request_id.encode(),
-                    )
-            await asyncio.sleep(TICK_S)
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+    async def send(producer: AIOKafkaProducer, first: int, n: int) -> Labelled:
+        now = time.time()
+        strength = _strength(config, now, started)
+        if strength > 0 and seen.shift_at is None:
+            seen.shift_at = now
+        ids = [entity_id_for(int(i)) for i in rng.integers(0, config.entities, n)]
+        loans = sample_request_features(rng, n, config.shift_sigma * strength)
+        X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
+        p = shifted_probability(X, strength)
+        labels = (rng.random(n) < p).astype(int).tolist()
+        batch: Labelled = []
+        for j in range(n):
+            request_id = f"{tag}-d{first + j}"
+            body = {
+                "request_id": request_id,
+                "entity_id": ids[j],
+                "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
+                "sent_at": now,
+            }
+            await producer.send(settings.topic("requests"), orjson.dumps(body), key=ids[j].encode())
+            seen.sent[request_id] = Sent(now, X[j], labels[j])
+            batch.append((request_id, labels[j]))
+        return batch
+
+    await paced_traffic(settings, config.rate, config.feedback_delay_s, stop, send)
 
 
-async def _watch_predictions(settings: Settings, seen: Seen) -> None:
-    """Which version served each request, and its label (until cancelled)."""
+def _keeper(seen: Seen) -> Callable[[dict[str, Any]], None]:
+    """Keeps which version served each request, and its label."""
 
     def keep(p: dict[str, Any]) -> None:
         seen.served.setdefault(str(p["request_id"]), (str(p["version"]), int(p["label"])))
 
-    await follow_json(
-        settings.kafka_url,
-        settings.topic("predictions"),
-        keep,
-        auth=KafkaAuth.from_settings(settings),
-    )
+    return keep
 
 
 @dataclass
@@ -322,14 +271,6 @@ async def _wait_healed(
     return healing
 
 
-async def _settle(seen: Seen, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if len(seen.served) >= len(seen.sent) or time.monotonic() > deadline:
-            return
-        await asyncio.sleep(0.2)
-
-
 async def _reports(worker: WorkerProcess, started: float) -> list[dict[str, Any]]:
     """This run's drift reports, oldest first (the table may hold other runs' too)."""
     async with (
@@ -353,51 +294,6 @@ def _accuracy(seen: Seen, since: float, until: float) -> float | None:
     return round(right / total, 4) if total else None
 
 
-def _baseline(
-    seen: Seen, registry: Path, since: float, until: float, config: DriftConfig, started: float
-) -> tuple[float | None, float | None]:
-    """Accuracy over [since, until) of the champion never retrained, and retrained on a clock."""
-    period = [s for s in seen.sent.values() if since <= s.at < until]
-    if not period:
-        return None, None
-    X = np.vstack([s.row for s in period])
-    y = np.array([s.label for s in period])
-    champion = ModelRegistry(registry).load(MODEL, "1")
-    names = champion.manifest.feature_names
-    cols = [FEATURE_NAMES.index(n) for n in names]
-    never = champion.labels(champion.predict_proba(X[:, cols].astype(np.float32)))
-    accuracy_never = round(float((never == y).mean()), 4)
-    # Periodic retraining: at every period boundary, train on the newest train_rows
-    # labelled requests before it (the loop's budget); each request is scored by the
-    # newest such model.
-    step = config.periodic_windows * config.window_s
-    boundaries = np.arange(started + step, until, step)
-    everything = list(seen.sent.values())
-    predicted = never.copy()
-    at = np.array([s.at for s in period])
-    for boundary in boundaries:
-        labelled = [s for s in everything if s.at < boundary - config.feedback_delay_s]
-        window = labelled[-config.train_rows :]  # sent in time order
-        if len(window) < config.train_rows:
-            continue
-        Xw = np.vstack([s.row for s in window]).astype(np.float32)
-        yw = np.array([s.label for s in window])
-        if len(set(yw.tolist())) < 2:
-            continue
-        # The same learner as the retraining job, in scikit-learn directly: a baseline
-        # needs no ONNX export (whose parity check small samples can fail).
-        model = HistGradientBoostingClassifier(
-            max_iter=100, learning_rate=0.1, max_leaf_nodes=31, early_stopping=False,
-            random_state=1,
-        ).fit(Xw[:, cols], yw)  # fmt: skip
-        mine = (at >= boundary) & (at < boundary + step)
-        if mine.any():
-            rows = X[mine][:, cols].astype(np.float32)
-            predicted[mine] = (model.predict_proba(rows)[:, 1] >= 0.5).astype(predicted.dtype)
-    accuracy_periodic = round(float((predicted == y).mean()), 4)
-    return accuracy_never, accuracy_periodic
-
-
 def _result(
     config: DriftConfig,
     seen: Seen,
@@ -416,7 +312,14 @@ def _result(
     last_before = shift_at - config.window_s
     healed_until = (healing.at or time.time()) + config.healed_windows * config.window_s
     healed_since = healing.at or healed_until
-    never, periodic = _baseline(seen, registry, healed_since, healed_until, config, started)
+    never, periodic = baseline_accuracies(
+        list(seen.sent.values()),
+        registry,
+        healed_since,
+        healed_until,
+        Periods(started, config.window_s, config.periodic_windows, config.feedback_delay_s),
+        config.train_rows,
+    )
     # This run's decisions only: the database may hold earlier runs' (the same state dir).
     retrains = [
         h
@@ -486,12 +389,9 @@ def format_result(result: dict[str, Any]) -> str:
 async def run_scenario(settings: Settings, config: DriftConfig) -> dict[str, Any]:
     """The scenario on the embedded services (started here unless their URLs are set)."""
     work_dir = settings.state_dir / f"scenario-drift-{config.shift}"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    async with running_services(
-        settings, work_dir / "services", own=not services_given()
-    ) as settings:
-        result = await run_drift(settings, config, work_dir)
+    result = await in_services(
+        settings, work_dir, lambda running: run_drift(running, config, work_dir)
+    )
     result["targets"] = check_targets(result)
     return result
 

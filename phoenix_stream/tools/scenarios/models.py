@@ -22,12 +22,12 @@ from typing import Literal
 
 import orjson
 
+from phoenix_stream.tools.scenarios.harness import MODEL
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import train_version
 
 Challenger = Literal["better", "equal", "worse"]
 CHALLENGERS: tuple[Challenger, ...] = ("better", "equal", "worse")
-MODEL = "credit-risk"
 CHAMPION, CHALLENGER = "1", "2"
 _DROPPED = ("annual_income", "late_payments_24m", "savings", "employment_years")
 WORSE_THRESHOLD = 0.3

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
-import secrets
 import statistics
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,22 +23,28 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
+from aiokafka import AIOKafkaProducer
 
-from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS
+from phoenix_stream.lifecycle.deployment_record import DEFAULT_STEPS
 from phoenix_stream.settings import Settings
-from phoenix_stream.streaming.kafka_auth import KafkaAuth
-from phoenix_stream.streaming.producers import new_producer
-from phoenix_stream.streaming.transport import track_sent_topics
-from phoenix_stream.tools.scenarios.follow import follow_json
+from phoenix_stream.tools.scenarios.harness import (
+    MODEL,
+    Labelled,
+    follow_topic,
+    in_services,
+    paced_traffic,
+    poll,
+    put_deployment,
+    running_workers,
+    scenario_settings,
+)
 from phoenix_stream.tools.scenarios.models import (
     CHALLENGER,
     CHAMPION,
-    MODEL,
     Challenger,
     build_registry,
 )
-from phoenix_stream.tools.services import running_services, services_given
-from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.tools.worker_process import WorkerProcess
 from phoenix_stream.training.datagen import (
     REQUEST_FEATURES,
     default_probability,
@@ -52,9 +54,6 @@ from phoenix_stream.training.datagen import (
     sample_request_features,
 )
 from phoenix_stream.training.seeding import seed_feature_store
-
-TOKEN = secrets.token_hex(16)  # this run's admin token, passed to its workers
-TICK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -92,49 +91,32 @@ async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path)
     registry = work_dir / f"models-{config.challenger}"
     await asyncio.to_thread(build_registry, registry, config.challenger)
     await seed_feature_store(settings.redis_url, config.entities)
-    tag = uuid.uuid4().hex[:8]
-    base = settings.with_overrides(
-        models_dir=registry,
-        state_dir=work_dir / "state",
-        app_id=f"rollout-{tag}",
-        topic_prefix=f"rollout{tag}.",
-        champion_version=CHAMPION,
-        challenger_version="",
-        admin_token=TOKEN,
-        # The scenario's simulator is the only producer on its own topics, so its Kafka
-        # labels are trusted (PHOENIX_TRUST_KAFKA_FEEDBACK; see the README's labels).
-        trust_kafka_feedback=True,
-        auto_promote=True,
-        rollout_interval_s=1.0,
-        canary_step_labels=config.step_labels,
+    base, tag = scenario_settings(
+        settings,
+        "rollout",
+        registry=registry,
+        work_dir=work_dir,
+        champion=CHAMPION,
+        step_labels=config.step_labels,
         agents=("inference", "sink", "feedback", "deployments"),
     )
-    base.state_dir.mkdir(parents=True, exist_ok=True)
-    workers = [
-        WorkerProcess(base.with_overrides(web_port=free_port()), work_dir / f"worker-{tag}-{i}.log")
-        for i in range(config.workers)
-    ]
     seen = Observed()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    try:
-        for worker in workers:
-            worker.start()
-        await asyncio.gather(*(w.wait_ready(120.0) for w in workers))
-        tasks = [
-            asyncio.create_task(_traffic(base, config, seen, stop, tag)),
-            asyncio.create_task(_watch_predictions(base, seen)),
-            asyncio.create_task(_watch_dead_letters(base, seen)),
-            asyncio.create_task(_watch_generations(workers, seen)),
-        ]
-        return await _drive(workers, config, seen, stop, tasks)
-    finally:
-        stop.set()  # the traffic ends by itself (flushing); the watchers are cancelled
-        for task in tasks[1:]:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in workers:
-            worker.stop()
+    async with running_workers(base, config.workers, work_dir, tag) as workers:
+        try:
+            tasks = [
+                asyncio.create_task(_traffic(base, config, seen, stop, tag)),
+                asyncio.create_task(follow_topic(base, "predictions", _counter(seen))),
+                asyncio.create_task(follow_topic(base, "dead-letters", _noter(seen))),
+                asyncio.create_task(_watch_generations(workers, seen)),
+            ]
+            return await _drive(workers, config, seen, stop, tasks)
+        finally:
+            stop.set()  # the traffic ends by itself (flushing); the watchers are cancelled
+            for task in tasks[1:]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _drive(
@@ -174,36 +156,9 @@ async def _drive(
     return _result(config, seen, decision, shadow_at, seconds_to_decision, len(workers))
 
 
-async def put_deployment(base_url: str, change: dict[str, Any]) -> dict[str, Any]:
-    """Deploy ``change`` of the scenario's model through a worker's admin API."""
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
-        session.put(
-            f"{base_url}/v1/deployments/{MODEL}", data=orjson.dumps(change), headers=headers
-        ) as response,
-    ):
-        body = orjson.loads(await response.read())
-    if response.status != 200:
-        raise RuntimeError(f"deploy refused: {response.status} {body}")
-    deployment: dict[str, Any] = body["deployment"]
-    return deployment
-
-
-async def _poll(holds: Callable[[], bool], timeout_s: float, every_s: float = TICK_S) -> bool:
-    """Until ``holds()`` (other tasks change what it reads) or the timeout; whether it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if holds():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every_s)
-
-
 async def _until_everywhere(seen: Observed, record: dict[str, Any], workers: int) -> None:
     generation = int(record["generation"])
-    await _poll(lambda: len(seen.seen_at.get(generation, [])) >= workers, 60.0)
+    await poll(lambda: len(seen.seen_at.get(generation, [])) >= workers, 60.0)
 
 
 async def _wait_decision(seen: Observed, after: int, timeout_s: float) -> dict[str, Any] | None:
@@ -227,64 +182,46 @@ async def _traffic(
     sink keeps the first prediction of an id, the feedback store its first label).
     """
     rng = np.random.default_rng(config.seed)
-    producer = track_sent_topics(
-        new_producer(settings.kafka_url, auth=KafkaAuth.from_settings(settings), linger_ms=5)
-    )
-    await producer.start()
-    due: deque[tuple[float, list[tuple[str, int]]]] = deque()
-    started = time.monotonic()
-    counter = 0
-    try:
-        while not stop.is_set():
-            n = int((time.monotonic() - started) * config.rate) - counter
-            if n > 0:
-                index = rng.integers(0, config.entities, size=n)
-                ids = [entity_id_for(int(i)) for i in index]
-                loans = sample_request_features(rng, n)
-                X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
-                labels = sample_labels(default_probability(X), rng).tolist()
-                batch: list[tuple[str, int]] = []
-                sends: list[asyncio.Future[Any]] = []
-                for j in range(n):
-                    counter += 1
-                    request_id = f"{tag}-r{counter}"
-                    request = {
-                        "request_id": request_id,
-                        "entity_id": ids[j],
-                        "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
-                        "sent_at": time.time(),
-                    }
-                    sends.append(
-                        await producer.send(
-                            settings.topic("requests"), orjson.dumps(request), key=ids[j].encode()
-                        )
-                    )
-                    seen.labels[request_id] = labels[j]
-                    batch.append((request_id, labels[j]))
-                # Count only what the broker acknowledged: a refused send is not a lost request.
-                outcomes = await asyncio.gather(*sends, return_exceptions=True)
-                for (request_id, _), outcome in zip(batch, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        del seen.labels[request_id]
-                        seen.unsent += 1
-                    else:
-                        seen.placed[request_id] = (outcome.partition, outcome.offset)
-                seen.produced = len(seen.labels)
-                due.append((time.monotonic() + config.feedback_delay_s, batch))
-            while due and due[0][0] <= time.monotonic():
-                for request_id, label in due.popleft()[1]:
-                    feedback = {"request_id": request_id, "label": label}
-                    await producer.send(
-                        settings.topic("feedback"), orjson.dumps(feedback), key=request_id.encode()
-                    )
-            await asyncio.sleep(TICK_S)
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+    async def send(producer: AIOKafkaProducer, first: int, n: int) -> Labelled:
+        index = rng.integers(0, config.entities, size=n)
+        ids = [entity_id_for(int(i)) for i in index]
+        loans = sample_request_features(rng, n)
+        X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
+        labels = sample_labels(default_probability(X), rng).tolist()
+        batch: Labelled = []
+        sends: list[asyncio.Future[Any]] = []
+        for j in range(n):
+            request_id = f"{tag}-r{first + j}"
+            request = {
+                "request_id": request_id,
+                "entity_id": ids[j],
+                "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
+                "sent_at": time.time(),
+            }
+            sends.append(
+                await producer.send(
+                    settings.topic("requests"), orjson.dumps(request), key=ids[j].encode()
+                )
+            )
+            seen.labels[request_id] = labels[j]
+            batch.append((request_id, labels[j]))
+        # Count only what the broker acknowledged: a refused send is not a lost request.
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        for (request_id, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                del seen.labels[request_id]
+                seen.unsent += 1
+            else:
+                seen.placed[request_id] = (outcome.partition, outcome.offset)
+        seen.produced = len(seen.labels)
+        return batch
+
+    await paced_traffic(settings, config.rate, config.feedback_delay_s, stop, send)
 
 
-async def _watch_predictions(settings: Settings, seen: Observed) -> None:
-    """Every served prediction: which request, which variant, right or wrong (until cancelled)."""
+def _counter(seen: Observed) -> Callable[[dict[str, Any]], None]:
+    """Counts every served prediction: which request, which variant, right or wrong."""
 
     def count(p: dict[str, Any]) -> None:
         request_id = str(p.get("request_id"))
@@ -295,16 +232,11 @@ async def _watch_predictions(settings: Settings, seen: Observed) -> None:
         tally[0] += int(p["label"] == seen.labels.get(request_id))
         tally[1] += 1
 
-    await follow_json(
-        settings.kafka_url,
-        settings.topic("predictions"),
-        count,
-        auth=KafkaAuth.from_settings(settings),
-    )
+    return count
 
 
-async def _watch_dead_letters(settings: Settings, seen: Observed) -> None:
-    """Every dead-lettered request of this run, with why (until cancelled)."""
+def _noter(seen: Observed) -> Callable[[dict[str, Any]], None]:
+    """Notes every dead-lettered request of this run, with why."""
 
     def note(letter: dict[str, Any]) -> None:
         try:
@@ -314,12 +246,7 @@ async def _watch_dead_letters(settings: Settings, seen: Observed) -> None:
         request_id = str(original.get("request_id")) if isinstance(original, dict) else "?"
         seen.dead_lettered[request_id] = f"{letter.get('error_kind')}: {letter.get('error')}"
 
-    await follow_json(
-        settings.kafka_url,
-        settings.topic("dead-letters"),
-        note,
-        auth=KafkaAuth.from_settings(settings),
-    )
+    return note
 
 
 async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> None:
@@ -345,7 +272,7 @@ async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> No
 
 async def _drain(seen: Observed, timeout_s: float = 60.0) -> None:
     """Until every produced request was predicted (or the timeout)."""
-    await _poll(lambda: seen.labels.keys() <= seen.predicted, timeout_s, 0.2)
+    await poll(lambda: seen.labels.keys() <= seen.predicted, timeout_s, 0.2)
 
 
 def _result(
@@ -470,11 +397,8 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
 async def run_scenario(settings: Settings, config: RolloutConfig) -> dict[str, Any]:
     """The scenario on the embedded services (started here unless their URLs are set)."""
     work_dir = settings.state_dir / "scenario-rollout"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    async with running_services(
-        settings, work_dir / "services", own=not services_given()
-    ) as settings:
-        result = await run_rollout(settings, config, work_dir)
+    result = await in_services(
+        settings, work_dir, lambda running: run_rollout(running, config, work_dir)
+    )
     result["targets"] = check_targets(result)
     return result

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from phoenix_stream.embedded import kafka_jars
-from phoenix_stream.embedded.kafka import KafkaClusterService, KafkaNode
+from phoenix_stream.embedded.kafka import KafkaClusterService
+from phoenix_stream.embedded.kafka_config import KafkaNode
 from phoenix_stream.embedded.kafka_jars import _java_major, ensure_kafka_jars, java_executable
 from phoenix_stream.exceptions import ServiceError
 
@@ -124,11 +125,11 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     """kafka-storage reads ``--cluster-id -x...`` as an option: the format failed (CI)."""
     import uuid
 
-    from phoenix_stream.embedded import kafka
+    from phoenix_stream.embedded import kafka_config
 
     # 0xf8 in the first byte encodes to "-" first: the first draw must be refused.
     draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(int=1)])
-    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
-    cluster_id = kafka._cluster_id()
+    monkeypatch.setattr(kafka_config.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka_config.new_cluster_id()
     assert not cluster_id.startswith("-")
     assert len(cluster_id) == 22

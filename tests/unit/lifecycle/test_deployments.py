@@ -16,15 +16,15 @@ from hypothesis import strategies as st
 
 from phoenix_stream.exceptions import Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.lifecycle.deployments import (
+from phoenix_stream.lifecycle.deployment_record import (
     MAX_GENERATION_LEAD_S,
-    DeploymentBoard,
     DeploymentRecord,
     decode_record,
     next_generation,
     parse_record,
     read_record,
 )
+from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
 

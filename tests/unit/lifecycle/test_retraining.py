@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import ConfigError, SinkError, Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.lifecycle.deployments import DeploymentRecord
+from phoenix_stream.lifecycle.deployment_record import DeploymentRecord
 from phoenix_stream.lifecycle.retrain_request import (
     MAX_REPORT_BYTES,
     RetrainRequest,
@@ -38,11 +38,12 @@ from phoenix_stream.lifecycle.retraining import (
     TrainSpec,
     train_gradient_boosting,
 )
+from phoenix_stream.lifecycle.training_rows import TrainingRows
+from phoenix_stream.serving.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from phoenix_stream.serving.registration import validate_version
-from phoenix_stream.serving.registry import MANIFEST_FILE, MODEL_FILE, Manifest, ModelRegistry
+from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import ENV, Settings
-from phoenix_stream.storage.training_data import TrainingRows
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import train_version
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.lifecycle.deployments import DEFAULT_STEPS, DeploymentBoard, parse_record
+from phoenix_stream.lifecycle.deployment_record import DEFAULT_STEPS, parse_record
+from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.evidence import ArmSummary, DecisionRule, PairedSummary
 from phoenix_stream.lifecycle.rollout import RolloutController, RolloutRules
 from phoenix_stream.serving.registry import ModelRegistry

@@ -16,8 +16,9 @@ import pytest
 
 from phoenix_stream import metrics
 from phoenix_stream.exceptions import ModelLoadError
+from phoenix_stream.serving.manifest import MANIFEST_FILE
 from phoenix_stream.serving.models import ServingModels
-from phoenix_stream.serving.registry import MANIFEST_FILE, LoadedModel, ModelRegistry
+from phoenix_stream.serving.registry import LoadedModel, ModelRegistry
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import train_version
 

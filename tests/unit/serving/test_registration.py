@@ -22,12 +22,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from phoenix_stream.exceptions import ModelLoadError
 from phoenix_stream.serving import registration
+from phoenix_stream.serving.manifest import MANIFEST_FILE, MODEL_FILE, Manifest
 from phoenix_stream.serving.registration import (
     RegistrationError,
     register_version,
     validate_version,
 )
-from phoenix_stream.serving.registry import MANIFEST_FILE, MODEL_FILE, Manifest, ModelRegistry
+from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.tools.worker_process import free_port
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import DEMO_MODEL_NAME, ensure_demo_models

@@ -14,14 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phoenix_stream.exceptions import ModelLoadError, UnknownModelError
-from phoenix_stream.serving.registry import (
+from phoenix_stream.serving.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
     FeatureSpec,
     Manifest,
-    ModelRegistry,
     OutputSpec,
 )
+from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.training.datagen import FEATURE_NAMES, make_dataset
 from phoenix_stream.training.train import train_version
 

@@ -60,6 +60,7 @@ def make_policy(log: list[str], stopping: bool = False) -> FailurePolicy:
         Emitter(log),  # type: ignore[arg-type]
         DeadLetters("dead", 1024),
         is_stopping=lambda: stopping,
+        store_outage=lambda cause: False,  # no database behind these handlers
     )
 
 

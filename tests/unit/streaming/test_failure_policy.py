@@ -20,6 +20,7 @@ from phoenix_stream.exceptions import (
 )
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.records import InRecord, OutRecord
+from phoenix_stream.storage.database import is_transient as is_database_outage
 from phoenix_stream.streaming.failure_policy import FailurePolicy, is_transient
 
 
@@ -41,6 +42,7 @@ def policy(emitter: RecordingEmitter, *, stopping: bool = False) -> FailurePolic
         emitter,  # type: ignore[arg-type]
         DeadLetters("dead", 1024),
         is_stopping=lambda: stopping,
+        store_outage=is_database_outage,
         min_backoff_s=0.001,
         max_backoff_s=0.002,
     )
@@ -111,15 +113,15 @@ async def test_while_stopping_a_failure_ends_the_batch_unhandled_so_events_stay_
 
 
 def test_classification() -> None:
-    assert is_transient(FeatureStoreError("x"))
-    assert is_transient(ProduceError("x"))
-    assert not is_transient(Undeliverable("x"))
-    assert is_transient(TimeoutError())
-    assert not is_transient(FileNotFoundError("a bug, not an outage"))
-    assert not is_transient(ValueError("x"))
+    assert is_transient(FeatureStoreError("x"), is_database_outage)
+    assert is_transient(ProduceError("x"), is_database_outage)
+    assert not is_transient(Undeliverable("x"), is_database_outage)
+    assert is_transient(TimeoutError(), is_database_outage)
+    assert not is_transient(FileNotFoundError("a bug, not an outage"), is_database_outage)
+    assert not is_transient(ValueError("x"), is_database_outage)
     transient_sink = SinkError("down")
     transient_sink.__cause__ = ConnectionRefusedError()
-    assert is_transient(transient_sink)
+    assert is_transient(transient_sink, is_database_outage)
     permanent_sink = SinkError("bad row")
     permanent_sink.__cause__ = ValueError("out of range")
-    assert not is_transient(permanent_sink)
+    assert not is_transient(permanent_sink, is_database_outage)

@@ -182,6 +182,7 @@ async def test_a_policy_without_a_stall_watch_still_has_one_that_nobody_checks()
         None,  # type: ignore[arg-type]
         DeadLetters("dead", 1024),
         is_stopping=lambda: False,
+        store_outage=lambda cause: False,
     )
     assert policy.watch.agent == "x"
     assert policy.watch.check() is None

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from phoenix_stream.exceptions import TrainingError
-from phoenix_stream.serving.registry import MANIFEST_FILE, Manifest, ModelRegistry
+from phoenix_stream.serving.manifest import MANIFEST_FILE, Manifest
+from phoenix_stream.serving.registry import ModelRegistry
 from phoenix_stream.training.datagen import FEATURE_NAMES, PROFILE_FEATURES, make_dataset
 from phoenix_stream.training.demo_models import demo_models_present
 from phoenix_stream.training.train import (
