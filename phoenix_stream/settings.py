@@ -38,6 +38,19 @@ AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "drift", "retrain
 # Faust tables (changelog topics, a recovery at every start and rebalance) and training
 # jobs inside the worker process; the drift scenario turns them on.
 DEFAULT_AGENTS: tuple[str, ...] = ("inference", "sink", "deployments", "feedback")
+# The app's topics by short name (full name: PHOENIX_TOPIC_PREFIX + short name); how
+# each is created is streaming.topics.app_topic_specs.
+TOPICS: tuple[str, ...] = (
+    "requests",
+    "predictions",
+    "shadow-predictions",
+    "dead-letters",
+    "deployments",
+    "feedback",
+    "drift-counts",
+    "drift",
+    "retrain",
+)
 MIN_CONTROL_KEY_CHARS = 32  # a control key's length: 32 hex characters are 128 bits
 
 # Field name -> environment variable. The only place variable names are spelled.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -24,11 +23,9 @@ import random
 import statistics
 import struct
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import msgpack
@@ -206,25 +203,6 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
         print(f"{case:34} {median:10,.0f} {median / baseline:7.2f}")
 
 
-@contextlib.contextmanager
-def _redis_url(args: argparse.Namespace) -> Iterator[str]:
-    url = args.redis_url or os.environ.get("PHOENIX_REDIS_URL")
-    if url:
-        yield url
-        return
-    from phoenix_stream import (
-        embedded as services,  # the embedded services, started only when asked
-    )
-
-    with tempfile.TemporaryDirectory(prefix="phoenix-bench-") as tmp:
-        state = Path(tmp)
-        addresses = services.start_services(state, ["redis"])
-        try:
-            yield addresses.redis_url
-        finally:
-            services.stop_services(state, ["redis"])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -235,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=100, help="MGETs per case per round")
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args(argv)
-    with _redis_url(args) as url:
+    # The embedded services, imported and started only when no address is given.
+    from phoenix_stream.embedded import given_or_embedded
+
+    with given_or_embedded("redis", args.redis_url or os.environ.get("PHOENIX_REDIS_URL")) as url:
         asyncio.run(run(args, url))
     return 0
 

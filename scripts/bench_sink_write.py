@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
@@ -149,25 +146,6 @@ async def _rate(write: Writer, batches: list[list[dict[str, Any]]]) -> float:
     return sum(len(rows) for rows in batches) / (time.perf_counter() - start)
 
 
-@contextlib.contextmanager
-def _postgres_dsn(args: argparse.Namespace) -> Iterator[str]:
-    dsn = args.dsn or os.environ.get("PHOENIX_POSTGRES_DSN")
-    if dsn:
-        yield dsn
-        return
-    from phoenix_stream import (
-        embedded as services,  # the embedded services, started only when asked
-    )
-
-    with tempfile.TemporaryDirectory(prefix="phoenix-bench-") as tmp:
-        state = Path(tmp)
-        addresses = services.start_services(state, ["postgres"])
-        try:
-            yield addresses.postgres_dsn
-        finally:
-            services.stop_services(state, ["postgres"])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -177,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    with _postgres_dsn(args) as dsn:
+    # The embedded services, imported and started only when no address is given.
+    from phoenix_stream.embedded import given_or_embedded
+
+    with given_or_embedded("postgres", args.dsn or os.environ.get("PHOENIX_POSTGRES_DSN")) as dsn:
         asyncio.run(run(args, dsn))
     return 0
 

@@ -9,9 +9,11 @@ A stopped service keeps its port in services.json and comes back on it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ __all__ = [
     "SERVICE_NAMES",
     "ServiceAddresses",
     "ServiceStatus",
+    "given_or_embedded",
     "read_addresses",
     "service_status",
     "start_services",
@@ -220,6 +223,22 @@ def _check_same_broker(
             f"a {kind} broker of {nodes} node(s) already runs in {state_dir} (pid {record.pid}); "
             f"stop it first: phoenix-stream services down broker"
         )
+
+
+@contextlib.contextmanager
+def given_or_embedded(name: str, given: str | None) -> Iterator[str]:
+    """``given`` when set; else the URL of the embedded ``name`` (``redis`` or
+    ``postgres``), started in a temporary folder for the block and stopped after it."""
+    if given:
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="phoenix-embedded-") as tmp:
+        state = Path(tmp)
+        addresses = start_services(state, [name])
+        try:
+            yield {"redis": addresses.redis_url, "postgres": addresses.postgres_dsn}[name]
+        finally:
+            stop_services(state, [name])
 
 
 def stop_services(state_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> None:

@@ -289,28 +289,13 @@ class RetrainJob:
                 "retrain %s: version %s replaces challenger %s (%s)",
                 model, version, current.challenger, current.strategy,
             )  # fmt: skip
-        sources = list(rows.label_sources)
-        data = {
-            "rows": len(rows.y),
-            "first_at": rows.first_at,
-            "last_at": rows.last_at,
-            "since": since,
-            "label_sources": sources,
-        }
-        evidence = {
-            "trigger_id": request.trigger_id,
-            "report": None if request.report is None else dict(request.report),
-            "data": data,
-            "offline": {k: manifest.metrics[k] for k in ("roc_auc", "accuracy", "log_loss")},
-            "requested_by": request.actor,
-        }
         facts: dict[str, Any] = {
             "version": version,
             "champion": current.champion,
             "rows": len(rows.y),
             "first_at": rows.first_at,
             "last_at": rows.last_at,
-            "label_sources": sources,
+            "label_sources": list(rows.label_sources),
         }
         try:
             record = await self._deployer.deploy(
@@ -320,7 +305,7 @@ class RetrainJob:
                     "challenger": version,
                     "strategy": "shadow",
                     "reason": f"retrained: {request.reason}"[:MAX_TEXT],
-                    "evidence": evidence,
+                    "evidence": _evidence(request, manifest, rows, since),
                 },
                 actor=ACTOR,
             )
@@ -381,3 +366,22 @@ class RetrainJob:
     def next_version(self, model: str) -> str:
         """One more than the highest numeric version of ``model`` ("1" for none)."""
         return next_version(self._registry, model)
+
+
+def _evidence(
+    request: RetrainRequest, manifest: Manifest, rows: TrainingRows, since: float
+) -> dict[str, Any]:
+    """What the shadow deployment of a retrained version records as its evidence."""
+    return {
+        "trigger_id": request.trigger_id,
+        "report": None if request.report is None else dict(request.report),
+        "data": {
+            "rows": len(rows.y),
+            "first_at": rows.first_at,
+            "last_at": rows.last_at,
+            "since": since,
+            "label_sources": list(rows.label_sources),
+        },
+        "offline": {k: manifest.metrics[k] for k in ("roc_auc", "accuracy", "log_loss")},
+        "requested_by": request.actor,
+    }

@@ -19,23 +19,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from phoenix_stream.exceptions import PhoenixError
-from phoenix_stream.settings import Settings
+from phoenix_stream.settings import TOPICS, Settings
 from phoenix_stream.streaming.end_offsets import read_end_offsets
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, client_options
 
-# The app's topics by short name (streaming.topics.app_topic_specs; a unit test keeps
-# the two lists equal), the names ``tail`` takes.
-TOPICS = (
-    "requests",
-    "predictions",
-    "shadow-predictions",
-    "dead-letters",
-    "deployments",
-    "feedback",
-    "drift-counts",
-    "drift",
-    "retrain",
-)
+__all__ = ["TOPICS", "TailError", "TailOptions", "record_line", "tail"]  # TOPICS: what tail takes
 METADATA_WAIT_S = 10.0
 
 

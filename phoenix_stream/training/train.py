@@ -227,16 +227,7 @@ def train_version(
     estimator.fit(X_train, y_train)
     fit_seconds = time.perf_counter() - started
     onnx_bytes = export_onnx(estimator, X.shape[1])
-
-    # Verify the artefact that will be served, through the engine that will serve it.
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / MODEL_FILE
-        onnx_path.write_bytes(onnx_bytes)
-        p_onnx = OnnxModel(onnx_path).predict_proba(X_test).astype(np.float64)
-    p_sklearn = estimator.predict_proba(X_test)[:, 1]
-    parity = float(np.max(np.abs(p_onnx - p_sklearn)))
-    if not parity < PARITY_TOLERANCE:
-        raise TrainingError(f"{name} v{version}: ONNX differs from sklearn by {parity:.3g}")
+    p_onnx, parity = _served_probabilities(onnx_bytes, estimator, X_test, f"{name} v{version}")
 
     rng = np.random.default_rng(seed)
     sample = X_train[rng.choice(len(X_train), min(REFERENCE_SIZE, len(X_train)), replace=False)]
@@ -257,11 +248,7 @@ def train_version(
         input_name=INPUT_NAME,
         output=OutputSpec(meaning="probability of default", threshold=threshold, positive_label=1),
         metrics={
-            "roc_auc": float(roc_auc_score(y_test, p_onnx)),
-            "accuracy": float(accuracy_score(y_test, p_onnx >= threshold)),
-            "log_loss": float(log_loss(y_test, np.clip(p_onnx, 1e-7, 1 - 1e-7))),
-            "brier": float(brier_score_loss(y_test, p_onnx)),
-            "positive_rate": float(y_test.mean()),
+            **_held_out_metrics(y_test, p_onnx, threshold),
             "n_train": len(X_train),
             "n_test": len(X_test),
         },
@@ -276,6 +263,33 @@ def train_version(
         name, version, kind, fit_seconds, manifest.metrics["roc_auc"], parity, path,
     )  # fmt: skip
     return manifest
+
+
+def _served_probabilities(
+    onnx_bytes: bytes, estimator: Any, X_test: np.ndarray, what: str
+) -> tuple[np.ndarray, float]:
+    """P(positive) of the held-out rows through the engine that will serve the artefact,
+    and its largest difference from scikit-learn's; TrainingError beyond the tolerance."""
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / MODEL_FILE
+        onnx_path.write_bytes(onnx_bytes)
+        p_onnx = OnnxModel(onnx_path).predict_proba(X_test).astype(np.float64)
+    p_sklearn = estimator.predict_proba(X_test)[:, 1]
+    parity = float(np.max(np.abs(p_onnx - p_sklearn)))
+    if not parity < PARITY_TOLERANCE:
+        raise TrainingError(f"{what}: ONNX differs from sklearn by {parity:.3g}")
+    return p_onnx, parity
+
+
+def _held_out_metrics(y_test: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """The manifest's quality figures on the held-out rows."""
+    return {
+        "roc_auc": float(roc_auc_score(y_test, p)),
+        "accuracy": float(accuracy_score(y_test, p >= threshold)),
+        "log_loss": float(log_loss(y_test, np.clip(p, 1e-7, 1 - 1e-7))),
+        "brier": float(brier_score_loss(y_test, p)),
+        "positive_rate": float(y_test.mean()),
+    }
 
 
 def train_demo_models(models_dir: Path, seed: int = 7, n_rows: int = 40_000) -> list[Path]:

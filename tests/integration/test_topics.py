@@ -20,7 +20,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from phoenix_stream.embedded import ServiceAddresses
-from phoenix_stream.settings import AGENTS, Settings
+from phoenix_stream.settings import AGENTS, TOPICS, Settings
 from phoenix_stream.streaming.topics import TopicState, app_topic_specs, describe_topics
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
 
@@ -59,17 +59,7 @@ async def test_every_topic_has_its_partitions_and_replication(
 ) -> None:
     settings, states = declared
     specs = app_topic_specs(settings)
-    assert {
-        "requests",
-        "predictions",
-        "shadow-predictions",
-        "dead-letters",
-        "deployments",
-        "feedback",
-        "drift",
-        "drift-counts",
-        "retrain",
-    } <= set(specs)
+    assert set(TOPICS) == set(specs)  # the names are pinned in tests/unit/streaming
     found = {short: states.get(spec.name) for short, spec in specs.items()}
     assert all(found.values()), f"topics missing on the broker: {found}"
     partitions = {short: state.partitions for short, state in found.items() if state}

@@ -26,6 +26,8 @@ import faust
 from phoenix_stream.settings import Settings
 from phoenix_stream.tools.bench.config import BenchConfig
 from phoenix_stream.tools.bench.health_flood import health_under_flood
+from phoenix_stream.tools.bench.http_load import HttpLoadResult
+from phoenix_stream.tools.bench.latency import LatencyResult
 from phoenix_stream.tools.bench.phases import BenchPhases, say
 from phoenix_stream.tools.bench.stats import check_targets, format_table, ratio
 from phoenix_stream.tools.services import running_services, services_given
@@ -71,24 +73,8 @@ async def _run_phases(run: BenchPhases) -> dict[str, Any]:
         "ratio_vs_baseline": round(ratio(pipeline.rps, baseline.rps), 3),
         "batch_ratio_vs_baseline": round(ratio(batch.rps, baseline.rps), 3),
         "floor_ratio": round(ratio(pipeline.rps, floor.rps), 3),
-        "e2e_p50_ms": round(latency.p(50), 2),
-        "e2e_p99_ms": round(latency.p(99), 2),
-        "e2e_rate_rps": round(latency.rate_rps, 1),
-        "e2e_samples": len(latency.latencies_ms),
-        "e2e_produced": latency.produced,
-        "e2e_received": latency.received,
-        "e2e_breakdown": latency.breakdown(),
-        "http_rps": round(http_ours.rps, 1),
-        "http_baseline_rps": round(http_bare.rps, 1),
-        "http_ratio": round(ratio(http_ours.rps, http_bare.rps), 3),
-        "http_p50_ms": round(http_ours.p(50), 2),
-        "http_p99_ms": round(http_ours.p(99), 2),
-        "http_baseline_p50_ms": round(http_bare.p(50), 2),
-        "http_baseline_p99_ms": round(http_bare.p(99), 2),
-        "http_errors": http_ours.errors,
-        "http_baseline_errors": http_bare.errors,
-        "http_requests": config.http_requests,
-        "http_connections": config.http_connections,
+        **_latency_figures(latency),
+        **_http_figures(http_bare, http_ours, config),
         "worker_ready_s": round(statistics.median(run.ready_s), 2),
         "worker_ready_samples_s": [round(r, 2) for r in run.ready_s],
         "worker_ready_normal_s": round(ready_normal_s, 2),
@@ -112,6 +98,36 @@ async def _run_phases(run: BenchPhases) -> dict[str, Any]:
     )
     result["targets"] = {t.name: t.met for t in check_targets(result)}
     return result
+
+
+def _latency_figures(latency: LatencyResult) -> dict[str, Any]:
+    return {
+        "e2e_p50_ms": round(latency.p(50), 2),
+        "e2e_p99_ms": round(latency.p(99), 2),
+        "e2e_rate_rps": round(latency.rate_rps, 1),
+        "e2e_samples": len(latency.latencies_ms),
+        "e2e_produced": latency.produced,
+        "e2e_received": latency.received,
+        "e2e_breakdown": latency.breakdown(),
+    }
+
+
+def _http_figures(
+    bare: HttpLoadResult, ours: HttpLoadResult, config: BenchConfig
+) -> dict[str, Any]:
+    return {
+        "http_rps": round(ours.rps, 1),
+        "http_baseline_rps": round(bare.rps, 1),
+        "http_ratio": round(ratio(ours.rps, bare.rps), 3),
+        "http_p50_ms": round(ours.p(50), 2),
+        "http_p99_ms": round(ours.p(99), 2),
+        "http_baseline_p50_ms": round(bare.p(50), 2),
+        "http_baseline_p99_ms": round(bare.p(99), 2),
+        "http_errors": ours.errors,
+        "http_baseline_errors": bare.errors,
+        "http_requests": config.http_requests,
+        "http_connections": config.http_connections,
+    }
 
 
 async def run_bench(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from phoenix_stream.exceptions import ConfigError, TopicMismatch
-from phoenix_stream.settings import Settings
+from phoenix_stream.settings import TOPICS, Settings
 from phoenix_stream.streaming import topics
 from phoenix_stream.streaming.topics import TopicSpec, TopicState, app_topic_specs
 
@@ -13,17 +13,8 @@ def test_every_topic_is_declared_with_the_settings_durability() -> None:
         topic_prefix="x.", topic_partitions=6, topic_replication=3, topic_min_insync=2
     )
     specs = app_topic_specs(settings)
-    assert set(specs) == {
-        "requests",
-        "predictions",
-        "shadow-predictions",
-        "dead-letters",
-        "deployments",
-        "feedback",
-        "drift-counts",
-        "drift",
-        "retrain",
-    }
+    assert set(specs) == set(TOPICS)
+    assert len(TOPICS) == len(set(TOPICS)) == 9  # settings.TOPICS names them
     assert {s.name for s in specs.values()} == {f"x.{short}" for short in specs}
     assert {short: s.partitions for short, s in specs.items()} == {
         short: 1 if short in ("deployments", "retrain") else 6 for short in specs
