@@ -32,7 +32,8 @@ def parse_limit(raw: str | None) -> int:
     """The ``limit`` query parameter: an integer in 1..MAX_LIMIT; ValidationError if not."""
     if raw is None:
         return DEFAULT_LIMIT
-    text = raw.strip()
+    # ASCII whitespace only, as int() takes it: str.strip() also drops "\x1c".."\x1f".
+    text = raw.strip(" \t\n\r\x0b\x0c")
     # isdecimal() first: int() would also take "1_000", "+5" and non-ASCII digits.
     if not (text.isascii() and text.isdecimal()) or len(text) > 6:
         raise ValidationError("limit", f"must be an integer from 1 to {MAX_LIMIT}")

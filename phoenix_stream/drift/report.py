@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 import orjson
 
 from phoenix_stream.exceptions import ValidationError
-from phoenix_stream.messages.validation import decode_json, is_identifier
+from phoenix_stream.messages.validation import decode_json, model_name
 
 __all__ = [
     "CORRECTIONS",
@@ -109,7 +109,7 @@ def parse_report(data: Any) -> DriftReport:
     """Validate a decoded report (plain JSON types); ValidationError naming the field."""
     if not isinstance(data, dict):
         raise ValidationError("$", "a drift report must be a JSON object")
-    model, version = _name(data, "model"), _name(data, "version")
+    model, version = model_name(data, "model"), model_name(data, "version")
     start = _epoch_seconds(data.get("window_start"), "window_start")
     end = _epoch_seconds(data.get("window_end"), "window_end")
     if end < start:
@@ -182,13 +182,6 @@ def _rule(value: Any) -> dict[str, Any]:
         "persistence": persistence,
         "bins": bins,
     }
-
-
-def _name(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not is_identifier(value):
-        raise ValidationError(key, "must be a model name or version (letters, digits, ._-)")
-    return value
 
 
 def _text_ok(value: Any, limit: int) -> bool:

@@ -24,7 +24,7 @@ import orjson
 
 from phoenix_stream.exceptions import Unauthenticated, ValidationError
 from phoenix_stream.lifecycle.control_auth import ControlAuth
-from phoenix_stream.messages.validation import decode_json, is_identifier
+from phoenix_stream.messages.validation import decode_json, model_name
 from phoenix_stream.serving.router import Deployment
 from phoenix_stream.settings import STRATEGIES, Strategy
 
@@ -105,11 +105,11 @@ def parse_record(data: Any) -> DeploymentRecord:
     """Validate a decoded deployment record; ValidationError naming the field."""
     if not isinstance(data, dict):
         raise ValidationError("$", "a deployment must be a JSON object")
-    model = _name(data, "model")
-    champion = _name(data, "champion")
+    model = model_name(data, "model")
+    champion = model_name(data, "champion")
     challenger = data.get("challenger")
     if challenger is not None:
-        challenger = _name(data, "challenger")
+        challenger = model_name(data, "challenger")
     strategy = data.get("strategy", "single" if challenger is None else "shadow")
     if strategy not in STRATEGIES:
         raise ValidationError("strategy", f"must be one of {', '.join(STRATEGIES)}")
@@ -192,13 +192,6 @@ def _epoch_seconds(value: Any, where: str) -> float:
     if not (math.isfinite(value) and 0 <= value < _YEAR_10000):
         raise ValidationError(where, "must be seconds since epoch before year 10000")
     return float(value)
-
-
-def _name(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not is_identifier(value):
-        raise ValidationError(key, "must be a model name or version (letters, digits, ._-)")
-    return value
 
 
 def _fraction(value: Any, where: str) -> float:

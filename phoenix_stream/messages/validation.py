@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -153,6 +153,15 @@ def item_bytes(item: Any, record: bytes) -> bytes:
 def is_identifier(text: str) -> bool:
     """Whether text is usable as a model name or version (a safe single path component)."""
     return _IDENTIFIER.fullmatch(text) is not None
+
+
+def model_name(data: Mapping[str, Any], key: str) -> str:
+    """``data[key]`` as a model name or version (``is_identifier``); ValidationError
+    naming ``key`` otherwise."""
+    value = data.get(key)
+    if not isinstance(value, str) or not is_identifier(value):
+        raise ValidationError(key, "must be a model name or version (letters, digits, ._-)")
+    return value
 
 
 def identifier(field: str, value: Any, *, forbid_nul: bool = False) -> str:

@@ -33,18 +33,8 @@ from aiokafka import AIOKafkaProducer
 from scipy import special
 
 from phoenix_stream.settings import AGENTS, Settings
+from phoenix_stream.tools.scenarios import harness
 from phoenix_stream.tools.scenarios.baselines import Periods, Sent, baseline_accuracies
-from phoenix_stream.tools.scenarios.harness import (
-    MODEL,
-    Labelled,
-    follow_topic,
-    in_services,
-    paced_traffic,
-    poll,
-    put_deployment,
-    running_workers,
-    scenario_settings,
-)
 from phoenix_stream.tools.worker_process import WorkerProcess
 from phoenix_stream.training.datagen import (
     FEATURE_NAMES,
@@ -110,7 +100,7 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
     registry = work_dir / f"models-{config.shift}"
     await asyncio.to_thread(ensure_demo_models, registry)
     await seed_feature_store(settings.redis_url, config.entities)
-    base, tag = scenario_settings(
+    base, tag = harness.scenario_settings(
         settings,
         "drift",
         registry=registry,
@@ -127,18 +117,20 @@ async def run_drift(settings: Settings, config: DriftConfig, work_dir: Path) -> 
     seen = Seen()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    async with running_workers(base, 2, work_dir, tag) as workers:
+    async with harness.running_workers(base, 2, work_dir, tag) as workers:
         try:
-            await put_deployment(workers[0].base_url, {"champion": "1", "reason": "drift scenario"})
+            await harness.put_deployment(
+                workers[0].base_url, {"champion": "1", "reason": "drift scenario"}
+            )
             started = time.time()
             tasks = [
                 asyncio.create_task(_traffic(base, config, seen, stop, started, tag)),
-                asyncio.create_task(follow_topic(base, "predictions", _keeper(seen))),
+                asyncio.create_task(harness.follow_topic(base, "predictions", _keeper(seen))),
             ]
             outcome = await _wait_healed(workers[0], config, seen, started)
             stop.set()
             await tasks[0]
-            await poll(lambda: len(seen.served) >= len(seen.sent), 60.0, 0.2)
+            await harness.poll(lambda: len(seen.served) >= len(seen.sent), 60.0, 0.2)
             reports = await _reports(workers[0], started)
             return _result(config, seen, reports, outcome, registry, started)
         finally:
@@ -183,7 +175,7 @@ async def _traffic(
     """
     rng = np.random.default_rng(config.seed)
 
-    async def send(producer: AIOKafkaProducer, first: int, n: int) -> Labelled:
+    async def send(producer: AIOKafkaProducer, first: int, n: int) -> harness.Labelled:
         now = time.time()
         strength = _strength(config, now, started)
         if strength > 0 and seen.shift_at is None:
@@ -193,21 +185,16 @@ async def _traffic(
         X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
         p = shifted_probability(X, strength)
         labels = (rng.random(n) < p).astype(int).tolist()
-        batch: Labelled = []
+        batch: harness.Labelled = []
         for j in range(n):
             request_id = f"{tag}-d{first + j}"
-            body = {
-                "request_id": request_id,
-                "entity_id": ids[j],
-                "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
-                "sent_at": now,
-            }
-            await producer.send(settings.topic("requests"), orjson.dumps(body), key=ids[j].encode())
+            body = harness.request_json(request_id, ids[j], loans, j, now)
+            await producer.send(settings.topic("requests"), body, key=ids[j].encode())
             seen.sent[request_id] = Sent(now, X[j], labels[j])
             batch.append((request_id, labels[j]))
         return batch
 
-    await paced_traffic(settings, config.rate, config.feedback_delay_s, stop, send)
+    await harness.paced_traffic(settings, config.rate, config.feedback_delay_s, stop, send)
 
 
 def _keeper(seen: Seen) -> Callable[[dict[str, Any]], None]:
@@ -251,7 +238,9 @@ async def _wait_healed(
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             try:
-                async with session.get(f"{worker.base_url}/v1/deployments/{MODEL}") as response:
+                async with session.get(
+                    f"{worker.base_url}/v1/deployments/{harness.MODEL}"
+                ) as response:
                     body = orjson.loads(await response.read())
             except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
                 continue
@@ -275,7 +264,7 @@ async def _reports(worker: WorkerProcess, started: float) -> list[dict[str, Any]
     """This run's drift reports, oldest first (the table may hold other runs' too)."""
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-        session.get(f"{worker.base_url}/v1/drift/{MODEL}?limit=500") as response,
+        session.get(f"{worker.base_url}/v1/drift/{harness.MODEL}?limit=500") as response,
     ):
         body = orjson.loads(await response.read())
     reports: list[dict[str, Any]] = [
@@ -389,7 +378,7 @@ def format_result(result: dict[str, Any]) -> str:
 async def run_scenario(settings: Settings, config: DriftConfig) -> dict[str, Any]:
     """The scenario on the embedded services (started here unless their URLs are set)."""
     work_dir = settings.state_dir / f"scenario-drift-{config.shift}"
-    result = await in_services(
+    result = await harness.in_services(
         settings, work_dir, lambda running: run_drift(running, config, work_dir)
     )
     result["targets"] = check_targets(result)

@@ -14,12 +14,13 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
 
@@ -30,6 +31,7 @@ from phoenix_stream.streaming.transport import track_sent_topics
 from phoenix_stream.tools.scenarios.follow import follow_json
 from phoenix_stream.tools.services import running_services, services_given
 from phoenix_stream.tools.worker_process import WorkerProcess, free_port
+from phoenix_stream.training.datagen import REQUEST_FEATURES
 
 __all__ = [
     "TICK_S",
@@ -40,6 +42,7 @@ __all__ = [
     "paced_traffic",
     "poll",
     "put_deployment",
+    "request_json",
     "running_workers",
     "scenario_settings",
 ]
@@ -167,6 +170,20 @@ async def paced_traffic(
         await producer.flush()
     finally:
         await producer.stop()
+
+
+def request_json(
+    request_id: str, entity_id: str, loans: Mapping[str, np.ndarray], j: int, sent_at: float
+) -> bytes:
+    """Request ``j`` of a batch of sampled loans (``sample_request_features``), as sent."""
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "entity_id": entity_id,
+            "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
+            "sent_at": sent_at,
+        }
+    )
 
 
 async def follow_topic(

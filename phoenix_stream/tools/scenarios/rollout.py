@@ -27,17 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from phoenix_stream.lifecycle.deployment_record import DEFAULT_STEPS
 from phoenix_stream.settings import Settings
-from phoenix_stream.tools.scenarios.harness import (
-    MODEL,
-    Labelled,
-    follow_topic,
-    in_services,
-    paced_traffic,
-    poll,
-    put_deployment,
-    running_workers,
-    scenario_settings,
-)
+from phoenix_stream.tools.scenarios import harness
 from phoenix_stream.tools.scenarios.models import (
     CHALLENGER,
     CHAMPION,
@@ -91,7 +81,7 @@ async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path)
     registry = work_dir / f"models-{config.challenger}"
     await asyncio.to_thread(build_registry, registry, config.challenger)
     await seed_feature_store(settings.redis_url, config.entities)
-    base, tag = scenario_settings(
+    base, tag = harness.scenario_settings(
         settings,
         "rollout",
         registry=registry,
@@ -103,12 +93,12 @@ async def run_rollout(settings: Settings, config: RolloutConfig, work_dir: Path)
     seen = Observed()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    async with running_workers(base, config.workers, work_dir, tag) as workers:
+    async with harness.running_workers(base, config.workers, work_dir, tag) as workers:
         try:
             tasks = [
                 asyncio.create_task(_traffic(base, config, seen, stop, tag)),
-                asyncio.create_task(follow_topic(base, "predictions", _counter(seen))),
-                asyncio.create_task(follow_topic(base, "dead-letters", _noter(seen))),
+                asyncio.create_task(harness.follow_topic(base, "predictions", _counter(seen))),
+                asyncio.create_task(harness.follow_topic(base, "dead-letters", _noter(seen))),
                 asyncio.create_task(_watch_generations(workers, seen)),
             ]
             return await _drive(workers, config, seen, stop, tasks)
@@ -128,7 +118,9 @@ async def _drive(
 ) -> dict[str, Any]:
     """The operator's part, then waiting for the controller's decision."""
     admin = workers[0].base_url
-    champion = await put_deployment(admin, {"champion": CHAMPION, "reason": "scenario start"})
+    champion = await harness.put_deployment(
+        admin, {"champion": CHAMPION, "reason": "scenario start"}
+    )
     await _until_everywhere(seen, champion, len(workers))
     await asyncio.sleep(3.0)  # traffic with the champion alone first
     shadow_change = {
@@ -138,12 +130,12 @@ async def _drive(
         "steps": list(config.steps),
         "reason": f"try the {config.challenger} challenger",
     }
-    shadow = await put_deployment(admin, shadow_change)
+    shadow = await harness.put_deployment(admin, shadow_change)
     started = time.monotonic()
     shadow_at = float(shadow["decided_at"])
     await asyncio.sleep(2.0)
     # An operator re-applies the same deployment under load: the rollout must go on.
-    reapplied = await put_deployment(
+    reapplied = await harness.put_deployment(
         workers[-1].base_url, {**shadow_change, "reason": "re-applied"}
     )
     decision = await _wait_decision(seen, int(reapplied["generation"]), config.timeout_s)
@@ -158,7 +150,7 @@ async def _drive(
 
 async def _until_everywhere(seen: Observed, record: dict[str, Any], workers: int) -> None:
     generation = int(record["generation"])
-    await poll(lambda: len(seen.seen_at.get(generation, [])) >= workers, 60.0)
+    await harness.poll(lambda: len(seen.seen_at.get(generation, [])) >= workers, 60.0)
 
 
 async def _wait_decision(seen: Observed, after: int, timeout_s: float) -> dict[str, Any] | None:
@@ -183,27 +175,18 @@ async def _traffic(
     """
     rng = np.random.default_rng(config.seed)
 
-    async def send(producer: AIOKafkaProducer, first: int, n: int) -> Labelled:
+    async def send(producer: AIOKafkaProducer, first: int, n: int) -> harness.Labelled:
         index = rng.integers(0, config.entities, size=n)
         ids = [entity_id_for(int(i)) for i in index]
         loans = sample_request_features(rng, n)
         X = np.column_stack([profiles(ids), *(loans[f] for f in REQUEST_FEATURES)])
         labels = sample_labels(default_probability(X), rng).tolist()
-        batch: Labelled = []
+        batch: harness.Labelled = []
         sends: list[asyncio.Future[Any]] = []
         for j in range(n):
             request_id = f"{tag}-r{first + j}"
-            request = {
-                "request_id": request_id,
-                "entity_id": ids[j],
-                "features": {f: float(loans[f][j]) for f in REQUEST_FEATURES},
-                "sent_at": time.time(),
-            }
-            sends.append(
-                await producer.send(
-                    settings.topic("requests"), orjson.dumps(request), key=ids[j].encode()
-                )
-            )
+            body = harness.request_json(request_id, ids[j], loans, j, time.time())
+            sends.append(await producer.send(settings.topic("requests"), body, key=ids[j].encode()))
             seen.labels[request_id] = labels[j]
             batch.append((request_id, labels[j]))
         # Count only what the broker acknowledged: a refused send is not a lost request.
@@ -217,7 +200,7 @@ async def _traffic(
         seen.produced = len(seen.labels)
         return batch
 
-    await paced_traffic(settings, config.rate, config.feedback_delay_s, stop, send)
+    await harness.paced_traffic(settings, config.rate, config.feedback_delay_s, stop, send)
 
 
 def _counter(seen: Observed) -> Callable[[dict[str, Any]], None]:
@@ -255,7 +238,9 @@ async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> No
         while True:
             for worker in workers:
                 try:
-                    async with session.get(f"{worker.base_url}/v1/deployments/{MODEL}") as response:
+                    async with session.get(
+                        f"{worker.base_url}/v1/deployments/{harness.MODEL}"
+                    ) as response:
                         body = orjson.loads(await response.read())
                 except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
                     continue
@@ -272,7 +257,7 @@ async def _watch_generations(workers: list[WorkerProcess], seen: Observed) -> No
 
 async def _drain(seen: Observed, timeout_s: float = 60.0) -> None:
     """Until every produced request was predicted (or the timeout)."""
-    await poll(lambda: seen.labels.keys() <= seen.predicted, timeout_s, 0.2)
+    await harness.poll(lambda: seen.labels.keys() <= seen.predicted, timeout_s, 0.2)
 
 
 def _result(
@@ -397,7 +382,7 @@ def check_targets(result: dict[str, Any]) -> dict[str, bool]:
 async def run_scenario(settings: Settings, config: RolloutConfig) -> dict[str, Any]:
     """The scenario on the embedded services (started here unless their URLs are set)."""
     work_dir = settings.state_dir / "scenario-rollout"
-    result = await in_services(
+    result = await harness.in_services(
         settings, work_dir, lambda running: run_rollout(running, config, work_dir)
     )
     result["targets"] = check_targets(result)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from phoenix_stream.exceptions import ValidationError
@@ -27,6 +27,7 @@ def test_anything_else_is_refused_naming_limit(raw: str) -> None:
 
 
 @given(st.text())
+@example("1\x1f")  # str.strip() took the unit separator as space; int() does not
 def test_any_text_gives_a_limit_in_range_or_a_validation_error(raw: str) -> None:
     try:
         limit = parse_limit(raw)
