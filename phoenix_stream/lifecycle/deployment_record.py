@@ -138,6 +138,9 @@ def parse_record(data: Any) -> DeploymentRecord:
         raise ValidationError("evidence", "must be an object")
     if len(encoded := orjson.dumps(evidence)) > MAX_EVIDENCE_BYTES or b"\\u0000" in encoded:
         raise ValidationError("evidence", f"must be at most {MAX_EVIDENCE_BYTES} bytes, no NUL")
+    # Plain JSON from here on, as the record is written (NaN and infinities became null),
+    # so that a record decoded again from its own bytes is the same record.
+    evidence = orjson.loads(encoded)
     strategy_value: Strategy = strategy
     actor = _text(data, "actor")
     challenger_by = "" if challenger is None else _text(data, "challenger_by") or actor
