@@ -94,6 +94,7 @@ def register(app: PhoenixApp) -> None:
         metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
         metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
         metrics.FEEDBACK_ORPHANS.inc(report.orphans)
+        metrics.FEEDBACK_LABEL_DELAY.observe_many(report.label_delays)
         metrics.FEEDBACK_ORPHANS_REFUSED.inc(len(report.overflow))
         conflicts.add(report, time.time())
         return [

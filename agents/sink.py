@@ -11,6 +11,7 @@ cannot decode without a word (``Channel.on_decode_error`` is a no-op).
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,10 +54,16 @@ def register(app: PhoenixApp) -> None:
         for record, row in taken:
             rows[table_of[record.topic]].append((record, row))
         dead: list[OutRecord] = []
+        metrics.SINK_BACKLOG.set(len(taken))
         for table, items in rows.items():
             retries_before = sink.retries
+            started = time.perf_counter()
             report = await sink.write_isolating([row for _, row in items], table=table)
-            metrics.SINK_RETRIES.inc(sink.retries - retries_before)
+            retried = sink.retries - retries_before
+            if not retried:  # a write that waited out an outage is not a write's duration
+                metrics.SINK_WRITE_DURATION.observe(time.perf_counter() - started)
+            metrics.SINK_RETRIES.inc(retried)
+            metrics.SINK_BACKLOG.dec(len(items))
             metrics.SINK_ROWS.inc(report.written)
             metrics.SINK_DUPLICATES.inc(report.duplicates)
             dead.extend(

@@ -9,14 +9,17 @@ and the objects built on them that the agents and views share.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import faust
 from mode import Service
 
+from phoenix_stream import metrics
 from phoenix_stream.drift.monitor import DriftRule
 from phoenix_stream.drift.references import DriftReferences
 from phoenix_stream.exceptions import DeliveryTimeout
@@ -25,8 +28,9 @@ from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.label_sources import LabelSources
 from phoenix_stream.lifecycle.publisher import DeploymentPublisher
+from phoenix_stream.lifecycle.retrain_outcome import OUTCOMES
 from phoenix_stream.lifecycle.retraining import RetrainJob, RetrainRules
-from phoenix_stream.lifecycle.rollout import RolloutController, RolloutRules
+from phoenix_stream.lifecycle.rollout import DECISIONS, RolloutController, RolloutRules
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.requests import ParsedRequest
 from phoenix_stream.serving.coalescer import Coalescer
@@ -47,6 +51,8 @@ from phoenix_stream.streaming.lag_watch import LagWatch, assigned_partitions
 from phoenix_stream.streaming.request_pipeline import (
     RequestPipeline,
     Topics,
+    end_to_end_starts,
+    observe_end_to_end,
     prediction_records,
     record_outcome_metrics,
 )
@@ -75,6 +81,29 @@ _CONSUMER_FRAMES = ("transport/consumer.py", "transport/conductor.py", "transpor
 
 # How long each dependency may take to answer before a stalled worker exits, seconds.
 STALL_PROBE_TIMEOUT_S = 2.0
+
+
+def start_series(models: Iterable[str], output_topics: Iterable[str]) -> None:
+    """Zero the counters of rare events before the first one happens.
+
+    A series that appears only with its first increment hides that first event from
+    ``increase()`` and ``rate()``, so alerts on rare events (a failed retraining, a
+    rollback) would miss it. Only models in the registry get series, never a name a
+    request sent.
+    """
+    for topic in output_topics:
+        metrics.UNDELIVERABLE.labels(topic=topic)
+    for model in models:
+        metrics.DEPLOYMENTS_IGNORED.labels(model=model)
+        metrics.DEFAULTED_PREDICTIONS.labels(model=model)
+        metrics.DRIFT_LATE_COUNTS.labels(model=model)
+        for outcome in OUTCOMES:
+            metrics.RETRAIN_JOBS.labels(model=model, outcome=outcome)
+        for decision in DECISIONS:
+            metrics.ROLLOUT_DECISIONS.labels(model=model, decision=decision, by="controller")
+        for decision in ("promote", "rollback"):
+            metrics.ROLLOUT_DECISIONS.labels(model=model, decision=decision, by="operator")
+        metrics.DRIFT_ALARMS.labels(model=model)
 
 
 class Runtime(Service):
@@ -315,7 +344,9 @@ class Runtime(Service):
             )
         except TimeoutError as exc:
             raise DeliveryTimeout("prediction could not be recorded on Kafka in time") from exc
-        record_outcome_metrics(outcome, "http", time.time() - received_at)
+        answered_at = time.time()
+        record_outcome_metrics(outcome, "http", answered_at - received_at)
+        observe_end_to_end(end_to_end_starts(outcome), answered_at, "http")
         return outcome
 
     async def on_start(self) -> None:
@@ -336,6 +367,8 @@ class Runtime(Service):
             await asyncio.wait_for(self.deployments.caught_up.wait(), DEPLOYMENTS_CATCH_UP_S)
         except TimeoutError:
             log.warning("deployments not read within %.0f s; reading on", DEPLOYMENTS_CATCH_UP_S)
+        metrics.record_build_info()
+        start_series(self.deployments.names(), dataclasses.astuple(self.topics))
 
     async def on_stop(self) -> None:
         """Answer every HTTP caller before Redis and PostgreSQL close (grace of a few s)."""

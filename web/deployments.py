@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web as aiohttp_web
 from faust import web
 
+from phoenix_stream import metrics
 from phoenix_stream.credentials import ADMIN
 from phoenix_stream.exceptions import DeliveryTimeout, SinkError, ValidationError
 from phoenix_stream.lifecycle.deployment_record import DeploymentRecord
@@ -204,6 +205,7 @@ async def _decide(
     except ValidationError as exc:
         status = 409 if exc.field == "challenger" else 404 if exc.field == "model" else 422
         return json_error(status, exc.message, exc.field)
+    metrics.ROLLOUT_DECISIONS.labels(model=model, decision=action, by="operator").inc()
     return answer(app, record)
 
 

@@ -132,6 +132,7 @@ async def _attach(
     metrics.FEEDBACK_ROWS.inc(report.written)
     metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
     metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)
+    metrics.FEEDBACK_LABEL_DELAY.observe_many(report.label_delays)
     return report
 
 

@@ -169,6 +169,9 @@ class DeploymentBoard(Service):
         metrics.DEPLOYMENT_PENDING.labels(model=model).set(0)
         metrics.DEPLOYMENT_GENERATION.labels(model=model).set(record.generation)
         d = record.deployment
+        share = d.challenger_share if d.challenger is not None else 0.0
+        metrics.DEPLOYMENT_CHALLENGER_SHARE.labels(model=model).set(share)
+        metrics.DEPLOYMENT_ROLLOUT_STEP.labels(model=model).set(max(0, record.step + 1))
         log.info(
             "%s generation %d serving: champion %s, challenger %s, %s at %.1f %% (%s: %s)",
             model,

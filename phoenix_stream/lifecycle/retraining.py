@@ -195,7 +195,7 @@ class RetrainJob:
     def _finish(self, outcome: RetrainOutcome, started: float | None) -> RetrainOutcome:
         if started is not None:
             seconds = time.monotonic() - started
-            metrics.RETRAIN_SECONDS.observe(seconds)
+            metrics.RETRAIN_DURATION.observe(seconds)
             outcome = dataclasses.replace(outcome, seconds=seconds)
         metrics.RETRAIN_JOBS.labels(model=outcome.model, outcome=outcome.outcome).inc()
         level = logging.INFO if outcome.outcome in ("deployed", "duplicate") else logging.WARNING

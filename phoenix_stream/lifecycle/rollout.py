@@ -21,10 +21,11 @@ its bound. One worker decides: the controller runs on Faust's leader only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from phoenix_stream import metrics
 from phoenix_stream.lifecycle.deployment_record import DEFAULT_STEPS, DeploymentRecord
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
 from phoenix_stream.lifecycle.evidence import (
@@ -42,6 +43,9 @@ from phoenix_stream.lifecycle.publisher import DeploymentPublisher
 log = logging.getLogger(__name__)
 
 ACTOR = "rollout-controller"
+# The labels of phoenix_rollout_decisions_total. keep: the evidence budget was spent without
+# a decision, the challenger retired and the champion kept.
+DECISIONS = ("canary", "advance", "promote", "rollback", "keep")
 
 
 class EvidenceSource(Protocol):
@@ -113,19 +117,23 @@ class RolloutController:
         evidence = {"shadow": _evidence(verdict, self.rules.shadow, "paired", paired.n, paired.n)}
         if verdict.outcome == "promote":
             steps = list(record.steps or DEFAULT_STEPS)
-            return await self._publisher.deploy(
+            return await self._decided(
                 d.model,
-                {
-                    "champion": d.champion,
-                    "challenger": d.challenger,
-                    "strategy": "canary",
-                    "steps": steps,
-                    "share": steps[0],
-                    "step": 0,
-                    "reason": f"shadow: challenger better ({verdict.reason}); canary step 1",
-                    "evidence": evidence,
-                },
-                actor=ACTOR,
+                "canary",
+                self._publisher.deploy(
+                    d.model,
+                    {
+                        "champion": d.champion,
+                        "challenger": d.challenger,
+                        "strategy": "canary",
+                        "steps": steps,
+                        "share": steps[0],
+                        "step": 0,
+                        "reason": f"shadow: challenger better ({verdict.reason}); canary step 1",
+                        "evidence": evidence,
+                    },
+                    actor=ACTOR,
+                ),
             )
         return await self._retire(record, verdict, evidence)
 
@@ -153,27 +161,35 @@ class RolloutController:
             return None
         evidence["step_labels"] = labelled
         if record.step + 1 >= len(record.steps):
-            return await self._publisher.promote(
+            return await self._decided(
                 d.model,
-                actor=ACTOR,
-                reason=f"canary passed {len(record.steps)} steps after shadow evidence",
-                evidence=evidence,
+                "promote",
+                self._publisher.promote(
+                    d.model,
+                    actor=ACTOR,
+                    reason=f"canary passed {len(record.steps)} steps after shadow evidence",
+                    evidence=evidence,
+                ),
             )
         step = record.step + 1
         share = record.steps[step]
-        return await self._publisher.deploy(
+        return await self._decided(
             d.model,
-            {
-                "champion": d.champion,
-                "challenger": d.challenger,
-                "strategy": "canary",
-                "steps": list(record.steps),
-                "share": share,
-                "step": step,
-                "reason": f"canary step {step + 1}: {share:.0%} after {labelled} labelled",
-                "evidence": evidence,
-            },
-            actor=ACTOR,
+            "advance",
+            self._publisher.deploy(
+                d.model,
+                {
+                    "champion": d.champion,
+                    "challenger": d.challenger,
+                    "strategy": "canary",
+                    "steps": list(record.steps),
+                    "share": share,
+                    "step": step,
+                    "reason": f"canary step {step + 1}: {share:.0%} after {labelled} labelled",
+                    "evidence": evidence,
+                },
+                actor=ACTOR,
+            ),
         )
 
     async def _unpaired(self, record: DeploymentRecord) -> DeploymentRecord | None:
@@ -192,8 +208,12 @@ class RolloutController:
             )
         }
         if verdict.outcome == "promote":
-            return await self._publisher.promote(
-                d.model, actor=ACTOR, reason=verdict.reason, evidence=evidence
+            return await self._decided(
+                d.model,
+                "promote",
+                self._publisher.promote(
+                    d.model, actor=ACTOR, reason=verdict.reason, evidence=evidence
+                ),
             )
         return await self._retire(record, verdict, evidence)
 
@@ -201,13 +221,26 @@ class RolloutController:
         self, record: DeploymentRecord, verdict: Decision, evidence: Mapping[str, Any]
     ) -> DeploymentRecord:
         """Roll back (challenger worse) or keep the champion (budget spent, no decision)."""
-        why = "challenger worse" if verdict.outcome == "rollback" else "no evidence: kept"
-        return await self._publisher.rollback(
+        worse = verdict.outcome == "rollback"
+        why = "challenger worse" if worse else "no evidence: kept"
+        return await self._decided(
             record.model,
-            actor=ACTOR,
-            reason=f"{verdict.outcome}: {why} ({verdict.reason})",
-            evidence={**evidence, "decision": verdict.outcome},
+            "rollback" if worse else "keep",
+            self._publisher.rollback(
+                record.model,
+                actor=ACTOR,
+                reason=f"{verdict.outcome}: {why} ({verdict.reason})",
+                evidence={**evidence, "decision": verdict.outcome},
+            ),
         )
+
+    async def _decided(
+        self, model: str, decision: str, published: Awaitable[DeploymentRecord]
+    ) -> DeploymentRecord:
+        """Publish a decision and count it (``phoenix_rollout_decisions_total``)."""
+        record = await published
+        metrics.ROLLOUT_DECISIONS.labels(model=model, decision=decision, by="controller").inc()
+        return record
 
 
 def _unpaired(arms: Mapping[str, ArmSummary], champion: str, challenger: str) -> UnpairedSummary:

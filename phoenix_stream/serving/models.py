@@ -159,6 +159,7 @@ class ServingModels:
             self._cache[key] = servable
             self._failures.pop(key, None)
             metrics.MODEL_LOADED.labels(model=model, version=version).set(1)
+            metrics.MODEL_LOAD_FAILURES.labels(model=model, version=version)  # from 0
             log.info("loaded model %s version %s", model, version)
         finally:
             del self._loading[key]

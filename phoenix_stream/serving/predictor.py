@@ -143,14 +143,19 @@ class Predictor:
         self, requests: Sequence[ParsedRequest], *, source: str, received_at: float
     ) -> Outcome:
         """Score ``requests`` (seconds since epoch for ``received_at``)."""
+        started = time.perf_counter()
         outcome = Outcome()
         # Per batch, each model's deployment is looked up once, not once per request.
         deployments = {model: self._deployments(model) for model in {r.model for r in requests}}
         await self._models.prepare(_deployed_versions(deployments))
         pending = self._route(requests, deployments, outcome)
+        routed = time.perf_counter()
+        metrics.STAGE_DURATION.labels(stage="routing").observe(routed - started)
         if not pending:
             return outcome
         degraded = await self._read_features(pending)
+        enriched = time.perf_counter()
+        metrics.STAGE_DURATION.labels(stage="enrichment").observe(enriched - routed)
         if degraded and self._redis_down_policy == "dead-letter":
             for item in pending:
                 outcome.rejected.append(
@@ -183,6 +188,7 @@ class Predictor:
                     outcome,
                     shadow=shadow,
                 )
+        metrics.STAGE_DURATION.labels(stage="inference").observe(time.perf_counter() - enriched)
         return outcome
 
     def _route(

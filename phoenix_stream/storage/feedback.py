@@ -55,10 +55,10 @@ WITH incoming AS (
         AS t(request_id, label, observed_at, ord)
 ),
 judged AS (
-    SELECT i.*,
-           EXISTS (SELECT 1 FROM predictions p WHERE p.request_id = i.request_id) AS joined,
+    SELECT i.*, p.request_id IS NOT NULL AS joined,
+           extract(epoch FROM now() - p.predicted_at)::float8 AS delay_s,
            EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = i.request_id) AS stored
-    FROM incoming i
+    FROM incoming i LEFT JOIN predictions p ON p.request_id = i.request_id
 ),
 ranked AS (
     SELECT j.*,
@@ -79,7 +79,7 @@ inserted AS (
     RETURNING request_id, orphan
 )
 SELECT r.request_id, n.request_id IS NOT NULL AS inserted, n.orphan, f.label AS stored_label,
-       coalesce(r.orphan_rank > room.n, false) AS overflow
+       coalesce(r.orphan_rank > room.n, false) AS overflow, r.delay_s
 FROM ranked r CROSS JOIN room
 LEFT JOIN inserted n ON n.request_id = r.request_id
 LEFT JOIN feedback f ON f.request_id = r.request_id
@@ -96,7 +96,8 @@ WITH incoming AS (
         AS t(request_id, label, observed_at)
 ),
 known AS (
-    SELECT i.*, p.request_id IS NOT NULL AS found, p.model
+    SELECT i.*, p.request_id IS NOT NULL AS found, p.model,
+           extract(epoch FROM now() - p.predicted_at)::float8 AS delay_s
     FROM incoming i LEFT JOIN predictions p ON p.request_id = i.request_id
 ),
 inserted AS (
@@ -111,7 +112,7 @@ inserted AS (
     RETURNING request_id
 )
 SELECT k.request_id, k.found, k.model, n.request_id IS NOT NULL AS inserted,
-       f.label AS stored_label
+       f.label AS stored_label, k.delay_s
 FROM known k
 LEFT JOIN inserted n ON n.request_id = k.request_id
 LEFT JOIN feedback f ON f.request_id = k.request_id
@@ -165,6 +166,8 @@ class FeedbackReport:
     overflow: list[ParsedFeedback] = field(default_factory=list)
     missing: list[ParsedFeedback] = field(default_factory=list)
     out_of_scope: list[ParsedFeedback] = field(default_factory=list)
+    # Seconds from the prediction to its label, for each label stored now with one.
+    label_delays: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,12 +334,15 @@ def _tally(
     kept: dict[str, int] = {}
     written = orphans = 0
     refused: list[ParsedFeedback] = []
+    delays: list[float] = []
     for row in rows:
         item = first[row["request_id"]]
         if row["inserted"]:
             written += 1
             orphans += bool(row.get("orphan"))
             kept[item.request_id] = item.label
+            if row.get("delay_s") is not None:
+                delays.append(row["delay_s"])
         else:
             # Stored before (stored_label), or by a concurrent writer since the
             # statement's snapshot (None: the label kept is not known here).
@@ -346,4 +352,6 @@ def _tally(
     refused.extend(item for item in later if item.request_id in kept)
     conflicts = [item for item in refused if item.label != kept[item.request_id]]
     examples = [(c.request_id, kept[c.request_id], c.label) for c in conflicts[:_MAX_EXAMPLES]]
-    return FeedbackReport(written, len(refused), len(conflicts), orphans, examples)
+    return FeedbackReport(
+        written, len(refused), len(conflicts), orphans, examples, label_delays=delays
+    )

@@ -75,6 +75,9 @@ class FailurePolicy:
         watch: AgentWatch | None = None,
     ) -> None:
         self.agent = agent
+        # Each agent's counters exist from its start: a first failure shows in rate().
+        metrics.AGENT_RETRIES.labels(agent=agent)
+        metrics.PROCESSING_ERRORS.labels(agent=agent)
         # The agent's stall watch: its loop marks the batches it holds, a retry is progress.
         self.watch = watch if watch is not None else AgentWatch(agent)
         self._emitter = emitter

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from phoenix_stream import metrics
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.records import InRecord, OutRecord
@@ -101,13 +103,18 @@ class RequestPipeline:
         origin: dict[int, InRecord] = {}
         out: list[OutRecord] = []
         counts = [0, 0, 0]  # requests, predictions, shadow predictions
+        starts: list[float] = []  # each served prediction's start (end-to-end latency)
+        decoding_s = 0.0
         for record in records:
-            for item in decode_record(
+            decode_started = time.perf_counter()
+            items = decode_record(
                 record.value,
                 default_model=default_model,
                 max_bytes=self._max_record_bytes,
                 max_batch=self._max_batch_requests,
-            ):
+            )
+            decoding_s += time.perf_counter() - decode_started
+            for item in items:
                 if isinstance(item, RejectedRequest):
                     out.append(
                         self._dead_letters.record(
@@ -124,12 +131,17 @@ class RequestPipeline:
                     origin[id(item)] = record
             chunk = self._chunk_requests
             while len(requests) >= chunk:  # a batch record may hold several chunks
-                await self._score(requests[:chunk], origin, received_at, out, counts)
+                await self._score(requests[:chunk], origin, received_at, out, counts, starts)
                 requests = requests[chunk:]
         if requests:
-            await self._score(requests, origin, received_at, out, counts)
+            await self._score(requests, origin, received_at, out, counts, starts)
+        emit_started = time.perf_counter()
         await self._emitter.emit(out)
-        metrics.LATENCY.labels(source="kafka").observe(self._clock() - received_at)
+        metrics.STAGE_DURATION.labels(stage="emit").observe(time.perf_counter() - emit_started)
+        metrics.STAGE_DURATION.labels(stage="decode").observe(decoding_s)
+        delivered_at = self._clock()
+        metrics.BATCH_DURATION.labels(source="kafka").observe(delivered_at - received_at)
+        observe_end_to_end(starts, delivered_at, "kafka")
         predictions, shadow = counts[1], counts[2]
         return BatchReport(
             len(records), counts[0], predictions, shadow, len(out) - predictions - shadow
@@ -142,6 +154,7 @@ class RequestPipeline:
         received_at: float,
         out: list[OutRecord],
         counts: list[int],
+        starts: list[float],
     ) -> None:
         """Score one chunk into ``out``, then let the event loop run other tasks."""
         metrics.REQUESTS.labels(source="kafka").inc(len(requests))
@@ -162,6 +175,7 @@ class RequestPipeline:
         counts[0] += len(requests)
         counts[1] += len(outcome.served)
         counts[2] += len(outcome.shadow)
+        starts.extend(end_to_end_starts(outcome))
         record_outcome_metrics(outcome, "kafka", None)
         await asyncio.sleep(0)  # a chunk's CPU work is done: let /health and HTTP run
 
@@ -201,5 +215,23 @@ def record_outcome_metrics(outcome: Outcome, source: str, elapsed_s: float | Non
     if degraded:
         metrics.DEGRADED_PREDICTIONS.inc(degraded)
     if elapsed_s is not None:
-        metrics.LATENCY.labels(source=source).observe(elapsed_s)
+        metrics.BATCH_DURATION.labels(source=source).observe(elapsed_s)
     metrics.BATCH_SIZE.observe(len(outcome.served) + len(outcome.rejected))
+
+
+def end_to_end_starts(outcome: Outcome) -> list[float]:
+    """When each served prediction's request started: its ``sent_at``, else its receipt.
+
+    A ``sent_at`` after the receipt (a producer's clock ahead of ours) is not trusted.
+    """
+    return [
+        s.received_at if s.sent_at is None or s.sent_at > s.received_at else s.sent_at
+        for s in outcome.served
+    ]
+
+
+def observe_end_to_end(starts: Sequence[float], done_at: float, source: str) -> None:
+    """Observe every prediction's end-to-end latency in one call (one histogram update)."""
+    if starts:
+        latencies = done_at - np.asarray(starts, dtype=np.float64)
+        metrics.END_TO_END_LATENCY.observe_many(latencies, source=source)

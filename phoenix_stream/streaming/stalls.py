@@ -346,6 +346,7 @@ class StallWatch:
                 )
         for name in [*self._agents, self.consumer.name]:
             metrics.AGENT_STALLED.labels(agent=name).set(1 if name in found else 0)
+            metrics.STALLS.labels(agent=name)  # exists before the first stall (rate() sees it)
         self.current = found
         return began
 

@@ -228,7 +228,7 @@ def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
     """
     original = fetcher._proc_fetch_request
     last_logged = float("-inf")
-    metrics.FETCH_WAIT_MS.set(wait.current_ms)
+    metrics.FETCH_WAIT.set(wait.current_ms / 1000.0)
 
     async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
         nonlocal last_logged
@@ -246,7 +246,7 @@ def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
         before = wait.current_ms
         starved = cast(list[TopicPartition], wait.after_fetch(answers))
         fetcher._fetch_max_wait_ms = wait.current_ms
-        metrics.FETCH_WAIT_MS.set(wait.current_ms)
+        metrics.FETCH_WAIT.set(wait.current_ms / 1000.0)
         if starved:
             metrics.FETCH_STARVED.inc(len(starved))
             now = time.monotonic()

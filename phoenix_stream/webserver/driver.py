@@ -16,12 +16,16 @@ from faust.web.drivers.aiohttp import Web
 from phoenix_stream.settings import Settings
 from phoenix_stream.webserver.middleware import json_middleware
 from phoenix_stream.webserver.protocol import BoundedRunner
+from phoenix_stream.webserver.timing import timed
 
 
 def application_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of the ``aiohttp.web.Application`` Faust builds."""
     return {
-        "middlewares": [json_middleware(settings.http_body_timeout_s, settings.max_record_bytes)],
+        "middlewares": [
+            timed,  # outermost: it sees the JSON middleware's answers too
+            json_middleware(settings.http_body_timeout_s, settings.max_record_bytes),
+        ],
         # aiohttp refuses (413) a body over this once decoded: a gzip bomb stops here.
         "client_max_size": settings.max_record_bytes,
         "handler_args": {

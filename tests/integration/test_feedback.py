@@ -100,6 +100,10 @@ async def test_first_label_wins_and_duplicates_conflicts_orphans_are_counted(
     # r0 twice in one batch: the first (1) wins, the second is a conflicting duplicate.
     assert (report.written, report.duplicates, report.conflicts, report.orphans) == (3, 1, 1, 1)
     assert report.conflict_examples == [("r0", 1, 0)]
+    # A label delay for each label stored now with its prediction (r0, r1), the orphan none:
+    # the predictions were made at NOW, and the labels stored just now.
+    assert len(report.label_delays) == 2
+    assert all(abs(delay - (time.time() - NOW)) < 60 for delay in report.label_delays)
     again = await store.write([fb("r1", 0), fb("r1", 1), fb("r2", 1), fb("ghost", 0)])
     assert (again.written, again.duplicates, again.conflicts, again.orphans) == (1, 3, 2, 0)
     rows = {

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from phoenix_stream import metrics
 from phoenix_stream.lifecycle.control_auth import ControlAuth
 from phoenix_stream.lifecycle.deployment_record import DEFAULT_STEPS, parse_record
 from phoenix_stream.lifecycle.deployments import DeploymentBoard
@@ -203,8 +204,13 @@ async def test_ab_is_decided_by_the_unpaired_test(
 ) -> None:
     rollout, evidence, publisher = await controller(tmp_path, strategy="ab", share=0.5)
     evidence.arms = arms
+    labels = {"model": "m", "decision": action, "by": "controller"}
+    before = metrics.REGISTRY.get_sample_value("phoenix_rollout_decisions_total", labels) or 0
     await rollout.tick()
     assert [a for a, _ in publisher.calls] == [action]
+    # The decision is counted once, under its own label (the alert on rollouts reads it).
+    after = metrics.REGISTRY.get_sample_value("phoenix_rollout_decisions_total", labels)
+    assert after == before + 1
 
 
 async def test_models_without_a_challenger_are_left_alone(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 import orjson
 
+from phoenix_stream import metrics
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.records import InRecord, OutRecord
 from phoenix_stream.messages.requests import ParsedRequest
 from phoenix_stream.serving.predictor import Outcome, Rejection, Scored
-from phoenix_stream.streaming.request_pipeline import RequestPipeline, Topics
+from phoenix_stream.streaming.request_pipeline import RequestPipeline, Topics, end_to_end_starts
 
 TOPICS = Topics("predictions", "shadow", "dead")
 
@@ -152,3 +153,46 @@ def test_groups_bound_the_work_of_one_call_in_requests_not_records() -> None:
     assert sum(len(g) for g in groups) == len(mixed)
     assert [r for g in groups for r in g] == mixed  # order kept, nothing lost
     assert list(handler.groups([])) == []
+
+
+def end_to_end_count(source: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "phoenix_end_to_end_latency_seconds_count", {"source": source}
+    )
+    return value or 0.0
+
+
+def end_to_end_bucket(source: str, le: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "phoenix_end_to_end_latency_seconds_bucket", {"source": source, "le": le}
+    )
+    return value or 0.0
+
+
+async def test_end_to_end_latency_counts_every_served_prediction_from_its_sent_at() -> None:
+    now = 1_800_000_000.0
+    clock = iter([now, now + 0.5])  # received, then delivered half a second later
+    p = pipeline([], Emitter())
+    p._clock = lambda: next(clock)
+    before = end_to_end_count("kafka")
+    below_a_quarter = end_to_end_bucket("kafka", "0.25")
+    below_one = end_to_end_bucket("kafka", "1.0")
+    sent = [
+        {**request(0), "sent_at": now - 0.1},  # 0.6 s end to end
+        {**request(1), "sent_at": now + 0.2},  # after the receipt (a clock ahead): from it
+        request(2),  # no sent_at: from the receipt, 0.5 s
+        request(3, "unknown"),  # not served: not counted
+    ]
+    await p.process([record(i, r) for i, r in enumerate(sent)])
+    assert end_to_end_count("kafka") - before == 3
+    assert end_to_end_bucket("kafka", "0.25") - below_a_quarter == 0
+    assert end_to_end_bucket("kafka", "1.0") - below_one == 3
+
+
+def test_starts_trust_a_sent_at_only_before_the_receipt() -> None:
+    def scored(sent_at: float | None) -> Scored:
+        return Scored("r", "e", "m", "1", "champion", 0.5, 1, {}, [], False,
+                      "kafka", 10.0, 10.1, 100.0, sent_at)  # fmt: skip
+
+    outcome = Outcome(served=[scored(9.0), scored(11.0), scored(None)])
+    assert end_to_end_starts(outcome) == [9.0, 10.0, 10.0]
