@@ -87,9 +87,7 @@ def register(app: PhoenixApp) -> None:
         origin: dict[str, InRecord] = {}  # request_id -> its record, for an overflow letter
         for record, item in taken:
             origin.setdefault(item.request_id, record)
-        retries_before = store.retries
         report = await store.write_until_done([item for _, item in taken])
-        metrics.SINK_RETRIES.inc(store.retries - retries_before)
         metrics.FEEDBACK_ROWS.inc(report.written)
         metrics.FEEDBACK_DUPLICATES.inc(report.duplicates)
         metrics.FEEDBACK_CONFLICTS.inc(report.conflicts)

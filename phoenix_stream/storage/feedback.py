@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from phoenix_stream import metrics
 from phoenix_stream.exceptions import SinkError
 from phoenix_stream.lifecycle.feedback import ParsedFeedback
 from phoenix_stream.lifecycle.label_sources import LabelSources, http_source
@@ -206,6 +207,7 @@ class FeedbackStore:
 
     def _count_retry(self) -> None:
         self.retries += 1
+        metrics.SINK_RETRIES.inc()  # now, not after the write: an outage shows while it lasts
 
     async def write(self, items: Sequence[ParsedFeedback]) -> FeedbackReport:
         """Store a batch of Kafka labels (source ``kafka``) in one statement; SinkError on

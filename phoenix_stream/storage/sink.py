@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 from mode import Service
 
+from phoenix_stream import metrics
 from phoenix_stream.exceptions import SinkError, ValidationError
 from phoenix_stream.redaction import redact
 from phoenix_stream.retrying import logged_retry, retry_outages
@@ -210,6 +211,7 @@ class PredictionSink(Service):
 
     def _count_retry(self) -> None:
         self.retries += 1
+        metrics.SINK_RETRIES.inc()  # now, not after the write: an outage shows while it lasts
 
     async def write(
         self,
