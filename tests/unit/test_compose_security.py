@@ -1,9 +1,11 @@
 """compose.yaml and the Dockerfile keep the production stack closed (no Docker engine here:
 the files are parsed, not run).
 
-Every secret comes from .env (with a placeholder in the committed .env.example), nothing
-is published beyond 127.0.0.1, Grafana has no anonymous access, Redis asks for a password
-and the image does not run as root.
+Every secret comes from .env (copied from the committed deploy/phoenix.env.example, whose
+secrets are empty so that compose refuses to start until each is set) or from a secret
+file; no password, token or key is written in compose.yaml or the env files it reads;
+nothing is published beyond 127.0.0.1, Grafana has no anonymous access, Redis asks for a
+password and the image does not run as root.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 # A required variable: ${NAME:?message} (compose stops when it is unset or empty).
 REQUIRED = re.compile(r"\$\{(?P<name>[A-Z_]+):\?[^}]*\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
+ENV_EXAMPLE = ROOT / "deploy" / "phoenix.env.example"
+# An optional variable: ${NAME:-} (empty when unset).
+OPTIONAL = re.compile(r"\$\{(?P<name>[A-Z_]+):-[^}]*\}")
+# A secret's name then its value, within any string of compose.yaml: KEY: value, key=value,
+# password="value" (YAML and shell lines alike).
+SECRET_ASSIGNMENT = re.compile(
+    r"(?i)(?:password|passwd|secret|token|_key)[\"']?[ \t]*[=:][ \t]*\\?[\"']?"
+    r"(?P<value>[^\s\"'\\;,\]]*)"
+)
 
 
 def _environment(service: str) -> dict[str, str]:
@@ -31,9 +42,19 @@ def _environment(service: str) -> dict[str, str]:
 
 
 def _env_example() -> dict[str, str]:
-    lines = (ROOT / ".env.example").read_text().splitlines()
+    lines = ENV_EXAMPLE.read_text().splitlines()
     pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
     return {name: value for name, value in pairs}
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string in a loaded YAML document, and ``key: value`` of each scalar value."""
+    if isinstance(node, dict):
+        pairs = [f"{k}: {v}" for k, v in node.items() if not isinstance(v, dict | list)]
+        return pairs + [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return [node] if isinstance(node, str) else []
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -52,13 +73,56 @@ def test_credentials_inside_urls_come_from_the_env_file() -> None:
                 assert REQUIRED.fullmatch(password), f"{service}.{name} has a literal password"
 
 
-def test_every_required_variable_has_a_placeholder_and_env_is_ignored() -> None:
-    required = set(REQUIRED.findall((ROOT / "compose.yaml").read_text()))
+def test_no_secret_is_written_in_compose_yaml() -> None:
+    # Each value is a reference: ${VAR...} (compose), $$VAR or $$(cat /run/secrets/...)
+    # (the container's shell), %s (printf of a secret file), or nothing (a name only).
+    for text in _strings(COMPOSE):
+        # A reference's own name and message are no assignment: ${REDIS_PASSWORD:?set ...}
+        scanned = re.sub(r"\$\{[^}]*\}", "${VAR}", text)
+        for match in SECRET_ASSIGNMENT.finditer(scanned):
+            value = match["value"]
+            assert value in ("", "%s") or value.startswith("$"), f"literal secret: {match[0]}"
+        for userinfo in re.findall(r"://([^@/\s]*)@", text):
+            password = userinfo.partition(":")[2]
+            assert not password or REQUIRED.fullmatch(password), f"literal password in {text}"
+
+
+def test_the_secret_scan_finds_a_literal_one() -> None:
+    found = [m["value"] for m in SECRET_ASSIGNMENT.finditer('x password="hunter2"; PW_KEY: k')]
+    assert found == ["hunter2", "k"]
+
+
+def test_the_env_files_compose_reads_hold_no_secret() -> None:
+    for spec in SERVICES.values():
+        for path in spec.get("env_file", []):
+            for line in (ROOT / path).read_text().splitlines():
+                name, _, value = line.partition("=")
+                if line.startswith("#"):
+                    continue
+                # A secret's file is named instead: PHOENIX_KAFKA_PASSWORD_FILE.
+                if name.endswith("_FILE"):
+                    assert value.startswith("/run/secrets/"), f"{path}: {line}"
+                elif SECRET_NAME.search(name):
+                    assert not value, f"{path}: {name} has a value"
+
+
+def test_every_variable_is_in_the_example_with_its_secrets_empty() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    required = set(REQUIRED.findall(text))
+    optional = set(OPTIONAL.findall(text))
     example = _env_example()
-    assert required <= set(example), f"missing in .env.example: {required - set(example)}"
-    assert all(example[name].startswith("replace-me") for name in required)
+    assert required | optional == set(example), (
+        f"in one only: {(required | optional) ^ set(example)}"
+    )
+    secrets = {name for name in example if SECRET_NAME.search(name)}
+    # Empty, so compose refuses to start ("${VAR:?}": unset or empty) until each is set.
+    assert secrets and all(example[name] == "" for name in secrets)
+    assert secrets <= required
+
+
+def test_the_filled_in_env_file_is_ignored_by_git() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
-    assert ".env" in ignored
+    assert ".env" in ignored and "deploy/secrets/" in ignored
 
 
 def test_redis_requires_its_password_and_the_worker_uses_it() -> None:
