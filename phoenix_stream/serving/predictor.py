@@ -150,12 +150,12 @@ class Predictor:
         await self._models.prepare(_deployed_versions(deployments))
         pending = self._route(requests, deployments, outcome)
         routed = time.perf_counter()
-        metrics.STAGE_DURATION.labels(stage="routing").observe(routed - started)
+        metrics.STAGE_DURATION.labels("routing").observe(routed - started)
         if not pending:
             return outcome
         degraded = await self._read_features(pending)
         enriched = time.perf_counter()
-        metrics.STAGE_DURATION.labels(stage="enrichment").observe(enriched - routed)
+        metrics.STAGE_DURATION.labels("enrichment").observe(enriched - routed)
         if degraded and self._redis_down_policy == "dead-letter":
             for item in pending:
                 outcome.rejected.append(
@@ -188,7 +188,7 @@ class Predictor:
                     outcome,
                     shadow=shadow,
                 )
-        metrics.STAGE_DURATION.labels(stage="inference").observe(time.perf_counter() - enriched)
+        metrics.STAGE_DURATION.labels("inference").observe(time.perf_counter() - enriched)
         return outcome
 
     def _route(

@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from phoenix_stream import metrics
 from phoenix_stream.messages.dead_letters import DeadLetters
 from phoenix_stream.messages.records import InRecord, OutRecord
@@ -137,10 +135,10 @@ class RequestPipeline:
             await self._score(requests, origin, received_at, out, counts, starts)
         emit_started = time.perf_counter()
         await self._emitter.emit(out)
-        metrics.STAGE_DURATION.labels(stage="emit").observe(time.perf_counter() - emit_started)
-        metrics.STAGE_DURATION.labels(stage="decode").observe(decoding_s)
+        metrics.STAGE_DURATION.labels("emit").observe(time.perf_counter() - emit_started)
+        metrics.STAGE_DURATION.labels("decode").observe(decoding_s)
         delivered_at = self._clock()
-        metrics.BATCH_DURATION.labels(source="kafka").observe(delivered_at - received_at)
+        metrics.BATCH_DURATION.labels("kafka").observe(delivered_at - received_at)
         observe_end_to_end(starts, delivered_at, "kafka")
         predictions, shadow = counts[1], counts[2]
         return BatchReport(
@@ -215,7 +213,7 @@ def record_outcome_metrics(outcome: Outcome, source: str, elapsed_s: float | Non
     if degraded:
         metrics.DEGRADED_PREDICTIONS.inc(degraded)
     if elapsed_s is not None:
-        metrics.BATCH_DURATION.labels(source=source).observe(elapsed_s)
+        metrics.BATCH_DURATION.labels(source).observe(elapsed_s)
     metrics.BATCH_SIZE.observe(len(outcome.served) + len(outcome.rejected))
 
 
@@ -233,5 +231,5 @@ def end_to_end_starts(outcome: Outcome) -> list[float]:
 def observe_end_to_end(starts: Sequence[float], done_at: float, source: str) -> None:
     """Observe every prediction's end-to-end latency in one call (one histogram update)."""
     if starts:
-        latencies = done_at - np.asarray(starts, dtype=np.float64)
-        metrics.END_TO_END_LATENCY.observe_many(latencies, source=source)
+        latencies = [done_at - start for start in starts]
+        metrics.END_TO_END_LATENCY.labels(source).observe_many(latencies)

@@ -22,20 +22,20 @@ def exposition(registry: CollectorRegistry) -> list[str]:
     return [line for line in text.splitlines() if "_created" not in line]
 
 
-@given(st.lists(st.lists(values, max_size=20), max_size=5), st.sampled_from(["kafka", "http"]))
+@given(st.lists(st.lists(values, max_size=40), max_size=5), st.sampled_from(["kafka", "http"]))
 @example([[0.25, 0.001, 10.0, 10.000001]], "kafka")  # on a bound, and just above the last
+@example([[0.25] * 20 + [0.0010000001, 1e6]], "http")  # the same through the numpy path
 def test_same_text_as_a_histogram(batches: list[list[float]], source: str) -> None:
     ours, theirs = CollectorRegistry(), CollectorRegistry()
     batch = BatchHistogram("x_seconds", "doc", ("source",), BUCKETS, registry=ours)
     single = Histogram("x_seconds", "doc", ["source"], buckets=BUCKETS, registry=theirs)
-    observed = False
     for values_ in batches:
-        batch.observe_many(values_, source=source)
+        batch.observe_many(values_, source=source)  # a series from its first call on
+        child = single.labels(source=source)
         for value in values_:
-            single.labels(source=source).observe(value)
-            observed = True
+            child.observe(value)
     mine, reference = exposition(ours), exposition(theirs)
-    if not observed:  # Histogram shows a child only once created
+    if not batches:  # neither made a series
         assert not any(line.startswith("x_seconds_") for line in mine)
         return
     # The sums are added in another order: compare them as numbers, the rest as text.
@@ -67,3 +67,27 @@ def test_labels_must_be_the_declared_ones() -> None:
 def test_buckets_must_increase() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
         BatchHistogram("w", "doc", (), (1.0, 1.0), registry=CollectorRegistry())
+
+
+def test_single_values_count_like_batches() -> None:
+    registry = CollectorRegistry()
+    one = BatchHistogram("v_seconds", "doc", ("stage",), BUCKETS, registry=registry)
+    values = [0.0005, 0.001, 0.3, 11.0] * 10  # 40: the numpy path
+    one.observe_many(values, stage="batch")
+    series = one.labels(stage="single")
+    for value in values:
+        series.observe(value)
+    series.observe(math.nan)
+    (batched, batched_sum), (counted, counted_sum) = (
+        one.labels(stage="batch").snapshot(),
+        series.snapshot(),
+    )
+    assert batched == counted == [20, 0, 0, 0, 10, 0, 10]  # le 0.001, le 1.0, above 10
+    assert math.isclose(batched_sum, counted_sum)  # summed in another order
+
+
+def test_labels_by_position_are_the_labels_by_name() -> None:
+    two = BatchHistogram("u_seconds", "doc", ("a", "b"), BUCKETS, registry=CollectorRegistry())
+    assert two.labels("x", "y") is two.labels(b="y", a="x")
+    with pytest.raises(ValueError, match="takes labels"):
+        two.labels("x")
