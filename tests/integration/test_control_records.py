@@ -62,14 +62,15 @@ async def http(method: str, url: str, body: Any = None, **headers: str) -> tuple
 
 
 async def series(base_url: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
-    """Every sample of ``/metrics`` as (name, labels)."""
+    """Every series of ``/metrics`` as (family, labels): a histogram's buckets, sum and
+    count, or a counter's total and created time, are one series of its family."""
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
         session.get(f"{base_url}/metrics") as response,
     ):
         text = await response.text()
     return {
-        (sample.name, tuple(sorted(sample.labels.items())))
+        (family.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le")))
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
