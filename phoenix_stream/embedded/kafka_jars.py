@@ -110,7 +110,9 @@ def _java_major(banner: str) -> int | None:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock file (made with the folder if missing): of two processes that
+    both find a cache empty, one fetches and the other waits, then finds it filled."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -129,7 +131,7 @@ def ensure_kafka_jars(cache_dir: Path | None = None, version: str = KAFKA_VERSIO
     lib = root / "lib"
     if (root / _MARKER).is_file():
         return lib
-    with _locked(root):
+    with locked(root):
         if (root / _MARKER).is_file():  # another starter fetched it while we waited
             return lib
         _fetch(root, lib, version)

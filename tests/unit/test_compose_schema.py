@@ -14,9 +14,7 @@ show that the validator rejects what it should, so the test cannot pass vacuousl
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ import pytest
 import yaml
 from jsonschema.exceptions import ValidationError
 
-from phoenix_stream.embedded.kafka_jars import default_cache_dir
+from phoenix_stream.embedded.kafka_jars import default_cache_dir, locked
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PACKAGE = "check-jsonschema"
@@ -48,18 +46,6 @@ FETCH_TIMEOUT_S = 300
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    # Two pytest-xdist workers may both find the cache empty: one fetches, one waits.
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _cached(path: Path) -> bool:
@@ -118,7 +104,7 @@ def compose_schema() -> dict[str, Any]:
         default_cache_dir() / "compose-spec" / f"{SCHEMA_PACKAGE}-{SCHEMA_VERSION}" / "schema.json"
     )
     if not _cached(target):
-        with _locked(target.parent):
+        with locked(target.parent):  # two xdist workers: one fetches
             if not _cached(target):
                 _fetch(target)
     schema: dict[str, Any] = json.loads(target.read_bytes())
