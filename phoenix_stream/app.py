@@ -13,6 +13,7 @@ runtime and registers the agents and routes explicitly (each module's ``register
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ from phoenix_stream.messages.schemas import DeadLetter
 from phoenix_stream.redaction import LogRedaction, settings_secrets
 from phoenix_stream.runtime import Runtime
 from phoenix_stream.settings import Settings
-from phoenix_stream.stop_deadline import StopDeadline
+from phoenix_stream.stop_deadline import StopDeadline, waiting_tasks
 from phoenix_stream.streaming.kafka_auth import KafkaAuth, faust_credentials
+from phoenix_stream.streaming.lingering_actors import cancel_lingering_actors
 from phoenix_stream.streaming.topics import TopicDeclarations, TopicSpec, app_topic_specs
 from phoenix_stream.streaming.transport import GenerationFlowControl, ShortFetchTransport
 from phoenix_stream.web import deployments as deployments_routes
@@ -111,6 +113,7 @@ class PhoenixApp(faust.App):
     phoenix_topics: AppTopics
     topic_declarations: TopicDeclarations
     stop_deadline: StopDeadline
+    _actor_escort: asyncio.Future[None] | None = None
 
     def _new_transport(self) -> Any:
         transport = ShortFetchTransport(self.conf.broker_consumer, self)
@@ -143,7 +146,16 @@ class PhoenixApp(faust.App):
     async def on_stop(self) -> None:
         # First thing of a stop: from now on the process ends within stop_timeout_s.
         self.stop_deadline.arm()
+        # An agent task that lost Faust's one cancel would hold the stop until then.
+        self._actor_escort = asyncio.ensure_future(
+            cancel_lingering_actors(lambda: self.agents.values())
+        )
         await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        if self._actor_escort is not None:
+            self._actor_escort.cancel()
+        await super().on_shutdown()
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         # Children start in this order. The topics first: any producer or consumer that
@@ -202,7 +214,9 @@ def create_app(settings: Settings) -> PhoenixApp:
     )
     app.phoenix_topics = _faust_topics(app, settings)
     app.runtime = Runtime(settings, app)
-    app.stop_deadline = StopDeadline(settings.stop_timeout_s)
+    app.stop_deadline = StopDeadline(
+        settings.stop_timeout_s, describe=lambda: waiting_tasks(app.loop)
+    )
     for name in settings.agents:
         AGENT_REGISTRATIONS[name](app)
     for register in ROUTE_REGISTRATIONS:

@@ -53,6 +53,9 @@ def make_settings(
         "topic_prefix": f"t{tag}.",
         "topic_partitions": 2,
         "web_port": free_port(),
+        # Below WorkerProcess.stop's 20 s: a stop that hangs ends the worker with its
+        # tasks' stacks in the log (stop_deadline.py) before the test's SIGKILL would.
+        "stop_timeout_s": 15.0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
