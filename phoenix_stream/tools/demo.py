@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
 import statistics
 import time
@@ -30,6 +32,8 @@ from phoenix_stream.training.train import ensure_demo_models
 
 # Seconds to wait, after the last request was produced, for the pipeline to drain.
 DRAIN_TIMEOUT_S = 60.0
+# Where the demo keeps the admin token it made for its worker (the console asks for it).
+ADMIN_TOKEN_FILE = "console-admin-token"  # noqa: S105 (a file name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,30 @@ def addresses_line(settings: Settings) -> str:
     )
 
 
+def with_demo_admin_token(settings: Settings) -> tuple[Settings, str]:
+    """Settings with an admin token, and how the console's user finds it.
+
+    A token the user set is kept and never printed. Otherwise a new one is written to a
+    file only the user can read, under the demo's state directory: never to the terminal
+    or a log.
+    """
+    if settings.admin_token:
+        return settings, "steering takes your PHOENIX_ADMIN_TOKEN"
+    path = settings.state_dir / ADMIN_TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_CREAT
+    return settings.with_overrides(admin_token=token), f"the admin token to steer is in {path}"
+
+
+def console_line(base_url: str, token_hint: str) -> str:
+    """Where the operator console of the demo's worker is, and how to steer from it."""
+    return f"operator console: {base_url}/  ({token_hint})"
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -152,10 +180,12 @@ async def run_demo(settings: Settings, config: DemoConfig) -> int:
                 seeded = await seed_feature_store(settings.redis_url, config.entities)
                 _say(f"seeded {seeded} customer profiles in {time.monotonic() - started:.1f} s")
                 settings = settings.with_overrides(web_port=free_port())
+                settings, token_hint = with_demo_admin_token(settings)
                 worker = WorkerProcess(settings, settings.state_dir / "demo-worker.log")
                 worker.start()
                 ready_s = await worker.wait_ready()
                 _say(f"worker ready in {ready_s:.1f} s (log: {worker.log_path})")
+                _say(console_line(worker.base_url, token_hint))
                 _say(
                     "try the HTTP view while it runs:\n"
                     f"  curl -s -X POST {worker.base_url}/v1/predict -H 'content-type: "
